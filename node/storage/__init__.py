@@ -1,1 +1,47 @@
-"""RxLedger."""
+"""Key-value storage layer: the bottom of the node's persistence stack.
+
+The chain database, state trie and txpool journal all store raw `bytes` in a
+`KeyValueStore` (see `node.storage.base` for the full contract): ordered keys,
+prefix iteration over a consistent snapshot, and atomic, optionally fsynced
+write batches. Backends:
+
+* `MemoryStore` - in-process, nothing persisted; for tests and dev chains.
+* `LevelDBStore` - LevelDB via plyvel; the production backend.
+
+Backend failures (I/O errors, a data dir locked by another node, use after
+close) are raised as `StorageError`. `open_store` picks the backend from a data
+directory setting.
+"""
+
+from __future__ import annotations
+
+import os
+
+from node.storage.base import KeyValueStore, StorageError, WriteBatch
+from node.storage.leveldb import LevelDBStore
+from node.storage.memory import MemoryStore
+
+__all__ = [
+    "KeyValueStore",
+    "LevelDBStore",
+    "MemoryStore",
+    "StorageError",
+    "WriteBatch",
+    "open_store",
+]
+
+
+def open_store(path: str | os.PathLike[str] | None) -> KeyValueStore:
+    """Open the store for a data directory: `None` gives a fresh `MemoryStore`,
+    anything else a `LevelDBStore` at `path` (parent directories are created)."""
+    if path is None:
+        return MemoryStore()
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create parent directory {parent} for database at {path}: {exc}"
+        ) from exc
+    return LevelDBStore(path)

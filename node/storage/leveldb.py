@@ -1,0 +1,230 @@
+"""LevelDB-backed `KeyValueStore` (via plyvel), the node's production backend.
+
+Every plyvel failure is translated into `StorageError` naming the database path,
+so callers never depend on plyvel's exception types.
+
+Thread safety: plyvel releases the GIL inside LevelDB calls, so closing the
+database in one thread while another thread is inside a call could free the
+handle under it. Every operation, including each step of an iterator, therefore
+runs under one `threading.RLock` and checks that the store is still open. The
+lock is held only for the duration of a single LevelDB call, never across a
+`with store.batch()` body or between iterator steps.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import plyvel
+
+from node.storage.base import (
+    BufferedWriteBatch,
+    StorageError,
+    WriteBatch,
+    prefix_upper_bound,
+    require_bytes,
+)
+
+__all__ = ["LevelDBStore"]
+
+# Tuning for a node workload: a cache large enough for hot trie nodes and
+# headers, a write buffer that keeps compactions infrequent during sync, and
+# bloom filters so lookups of missing keys (common in the trie) skip disk reads.
+_LRU_CACHE_SIZE = 64 * 1024 * 1024
+_WRITE_BUFFER_SIZE = 16 * 1024 * 1024
+_BLOOM_FILTER_BITS = 10
+
+
+def _describe(exc: BaseException) -> str:
+    """Return plyvel's message as text (plyvel puts raw bytes in `args[0]`)."""
+    if exc.args and isinstance(exc.args[0], bytes):
+        return exc.args[0].decode("utf-8", errors="replace")
+    return str(exc)
+
+
+class LevelDBStore:
+    """A `KeyValueStore` persisted in a LevelDB directory at `path`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, create_if_missing: bool = True) -> None:
+        self.path = os.fspath(path)
+        self._lock = threading.RLock()
+        try:
+            self._db: Any = plyvel.DB(
+                self.path,
+                create_if_missing=create_if_missing,
+                lru_cache_size=_LRU_CACHE_SIZE,
+                write_buffer_size=_WRITE_BUFFER_SIZE,
+                bloom_filter_bits=_BLOOM_FILTER_BITS,
+            )
+        except (plyvel.Error, OSError) as exc:
+            raise self._open_error(exc) from exc
+
+    def __repr__(self) -> str:
+        state = "closed" if self._db is None else "open"
+        return f"<LevelDBStore {self.path!r} {state}>"
+
+    def get(self, key: bytes) -> bytes | None:
+        """Return the value under `key`, or `None`."""
+        require_bytes("key", key)
+        with self._lock:
+            db = self._open_db()
+            try:
+                value: bytes | None = db.get(key)
+            except (plyvel.Error, OSError, RuntimeError) as exc:
+                raise self._op_error("get", exc) from exc
+            return value
+
+    def has(self, key: bytes) -> bool:
+        """Return whether `key` is present."""
+        return self.get(key) is not None
+
+    def put(self, key: bytes, value: bytes) -> None:
+        """Store `value` under `key` (not fsynced; use a batch for durability)."""
+        require_bytes("key", key)
+        require_bytes("value", value)
+        with self._lock:
+            db = self._open_db()
+            try:
+                db.put(key, value)
+            except (plyvel.Error, OSError, RuntimeError) as exc:
+                raise self._op_error("put", exc) from exc
+
+    def delete(self, key: bytes) -> None:
+        """Remove `key` if present."""
+        require_bytes("key", key)
+        with self._lock:
+            db = self._open_db()
+            try:
+                db.delete(key)
+            except (plyvel.Error, OSError, RuntimeError) as exc:
+                raise self._op_error("delete", exc) from exc
+
+    def iterate(
+        self, prefix: bytes = b"", *, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Yield `(key, value)` pairs under `prefix` in key order.
+
+        The plyvel iterator is created here, not lazily on first `next()`, so
+        its implicit LevelDB snapshot is taken when `iterate` is called.
+        """
+        require_bytes("prefix", prefix)
+        with self._lock:
+            db = self._open_db()
+            try:
+                if not reverse:
+                    raw = db.iterator(prefix=prefix)
+                else:
+                    # Not `iterator(prefix=..., reverse=True)`: plyvel 1.5.1
+                    # yields nothing in reverse when the last key in range
+                    # equals the start key (e.g. prefix b"a" with only key
+                    # b"a" stored), because its initial reverse positioning
+                    # treats an inclusive start as exclusive. Bounding only the
+                    # top and stopping at the first key outside the prefix
+                    # (see _iter_steps) avoids that code path.
+                    upper = prefix_upper_bound(prefix)
+                    if upper is None:
+                        raw = db.iterator(reverse=True)
+                    else:
+                        raw = db.iterator(stop=upper, reverse=True)
+            except (plyvel.Error, OSError, RuntimeError) as exc:
+                raise self._op_error("iterate", exc) from exc
+        return self._iter_steps(raw, prefix)
+
+    def _iter_steps(self, raw: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        # Each step runs under the lock so close() cannot free the database
+        # mid-step; close() invalidates the plyvel iterator and the next step
+        # then fails with a StorageError.
+        try:
+            while True:
+                with self._lock:
+                    self._open_db()
+                    try:
+                        item: tuple[bytes, bytes] = next(raw)
+                    except StopIteration:
+                        return
+                    except (plyvel.Error, OSError, RuntimeError) as exc:
+                        raise self._op_error("iterate", exc) from exc
+                # Reverse iterators are only bounded above; keys below the
+                # prefix range end the iteration. (A no-op check going forward.)
+                if not item[0].startswith(prefix):
+                    return
+                yield item
+        finally:
+            # Free the LevelDB iterator (and its snapshot) promptly when the
+            # caller stops early, instead of waiting for garbage collection.
+            with self._lock:
+                if self._db is not None:
+                    raw.close()
+
+    @contextmanager
+    def batch(self, *, sync: bool = True) -> Iterator[WriteBatch]:
+        """Collect writes and commit them atomically when the block exits normally.
+
+        Operations are buffered in a `BufferedWriteBatch` and written as one
+        LevelDB write batch (atomic by LevelDB's design) after the block ends;
+        with `sync=True` the write is fsynced before this returns. This is the
+        same all-or-nothing behaviour as plyvel's `write_batch(transaction=True)`,
+        done by hand so the commit can run under the store lock without holding
+        the lock across the caller's block.
+        """
+        with self._lock:
+            self._open_db()
+        wb = BufferedWriteBatch()
+        try:
+            yield wb
+        finally:
+            # On an exception this is all that runs: the ops are dropped.
+            wb.finish()
+        with self._lock:
+            db = self._open_db()
+            try:
+                raw = db.write_batch(sync=sync)
+                for key, value in wb.ops:
+                    if value is None:
+                        raw.delete(key)
+                    else:
+                        raw.put(key, value)
+                raw.write()
+            except (plyvel.Error, OSError, RuntimeError) as exc:
+                raise self._op_error("write batch", exc) from exc
+
+    def close(self) -> None:
+        """Close the database; later operations raise `StorageError`."""
+        with self._lock:
+            if self._db is None:
+                return
+            db, self._db = self._db, None
+            try:
+                db.close()
+            except (plyvel.Error, OSError, RuntimeError) as exc:
+                raise self._op_error("close", exc) from exc
+
+    def _open_db(self) -> Any:
+        db = self._db
+        if db is None:
+            raise StorageError(f"database at {self.path} is closed")
+        return db
+
+    def _open_error(self, exc: BaseException) -> StorageError:
+        detail = _describe(exc)
+        lowered = detail.lower()
+        if "lock" in lowered and "already held by process" in lowered:
+            # LevelDB tracks its own locks per process: this process has the
+            # same directory open through another handle.
+            return StorageError(
+                f"database at {self.path} is already open in this process (LOCK held): {detail}"
+            )
+        if "lock" in lowered and (
+            "resource temporarily unavailable" in lowered or "already held" in lowered
+        ):
+            return StorageError(
+                f"database at {self.path} is in use by another process (LOCK held): {detail}"
+            )
+        return StorageError(f"cannot open database at {self.path}: {detail}")
+
+    def _op_error(self, action: str, exc: BaseException) -> StorageError:
+        return StorageError(f"{action} failed on database at {self.path}: {_describe(exc)}")

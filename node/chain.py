@@ -1,0 +1,282 @@
+"""The chain: genesis, the final head, building and committing blocks, reading them back.
+
+`Chain` owns the store and the executor. A block is built (`build_block`) or received
+(`import_block`), executed once, sealed by consensus and committed (`commit_block`) in
+one atomic, fsynced storage batch. Only final blocks are ever written: QBFT finality is
+immediate, so there are no forks to keep and no reorganisation.
+
+Thread model: the block producer commits from one thread; RPC handlers read from
+others. Reads go to the store (thread-safe) and `head` is replaced atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from node.consensus.validators import apply_votes, validators_commitment
+from node.errors import InvalidBlock, NodeError
+from node.execution.chaincode import ChaincodeHost
+from node.execution.evm import PendingStateDB, new_atomic_db
+from node.execution.executor import BlockEnv, BlockExecution, Executor
+from node.genesis import GenesisConfig
+from node.storage import chain_store as cs
+from node.storage.base import KeyValueStore
+from node.types.blocks import Block, ordered_trie_root
+from node.types.headers import (
+    EMPTY_OMMERS_HASH,
+    EMPTY_REQUESTS_HASH,
+    EMPTY_TRIE_ROOT,
+    QBFT_MIX_HASH,
+    ZERO_HASH,
+    Header,
+    QbftExtra,
+    Vote,
+    decode_extra,
+    encode_extra,
+)
+from node.types.receipts import Receipt, encode_receipt
+
+log = logging.getLogger(__name__)
+
+ZERO_ADDRESS = b"\x00" * 20
+EMPTY_BLOOM = b"\x00" * 256
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    block: Block
+    index: int
+    receipt: Receipt
+    cumulative_before: int
+    log_index_before: int
+
+
+class Chain:
+    """The final chain held in one key-value store."""
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        genesis: GenesisConfig,
+        chaincode: ChaincodeHost | None = None,
+    ) -> None:
+        self.store = store
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.executor = Executor(store, genesis.chain_id, self.canonical_hash, chaincode)
+        self._lock = threading.RLock()
+        self._blocks: OrderedDict[bytes, Block] = OrderedDict()
+        self._listeners: list[Callable[[Block, list[Receipt]], None]] = []
+        self.enrolled = frozenset(e.address for e in genesis.enrolments)
+        stored = store.get(cs.META_GENESIS_CONFIG)
+        if stored is None:
+            self._write_genesis()
+        elif stored != genesis.encode():
+            raise NodeError(
+                "the data directory holds a different chain (its genesis differs from this "
+                "node's configuration); use another --data-dir or the matching genesis"
+            )
+        head_hash = cs.load_head_hash(store)
+        head = cs.load_header(store, head_hash) if head_hash else None
+        if head is None:
+            raise NodeError("the data directory is corrupt: no head block")
+        self.head: Header = head
+        self.genesis_hash: bytes = store.get(cs.META_GENESIS_HASH) or b""
+
+    # -- genesis ---------------------------------------------------------------------------
+    def _write_genesis(self) -> None:
+        pending = PendingStateDB(self.store)
+        from eth.db.account import AccountDB
+
+        accounts = AccountDB(new_atomic_db(pending), EMPTY_TRIE_ROOT)
+        for address, balance in self.genesis.balances:
+            accounts.set_balance(address, balance)
+        accounts.persist()
+        validators = tuple(sorted(self.genesis.validators))
+        extra = QbftExtra(validators_commitment(validators), validators, None, 0, ())
+        header = Header(
+            parent_hash=ZERO_HASH, ommers_hash=EMPTY_OMMERS_HASH, coinbase=ZERO_ADDRESS,
+            state_root=accounts.state_root, transactions_root=EMPTY_TRIE_ROOT,
+            receipts_root=EMPTY_TRIE_ROOT, logs_bloom=EMPTY_BLOOM, difficulty=1, number=0,
+            gas_limit=self.genesis.gas_limit, gas_used=0, timestamp=self.genesis.timestamp,
+            extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8,
+            base_fee_per_gas=0, withdrawals_root=EMPTY_TRIE_ROOT, blob_gas_used=0,
+            excess_blob_gas=0, parent_beacon_block_root=ZERO_HASH,
+            requests_hash=EMPTY_REQUESTS_HASH,
+        )
+        block = Block(header, ())
+        cs.save_block(
+            self.store, block, [], dict(pending.writes()),
+            {cs.META_GENESIS_CONFIG: self.genesis.encode(), cs.META_GENESIS_HASH: block.hash},
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+    def canonical_hash(self, number: int) -> bytes | None:
+        return cs.load_canonical_hash(self.store, number)
+
+    def header_by_number(self, number: int) -> Header | None:
+        h = self.canonical_hash(number)
+        return None if h is None else cs.load_header(self.store, h)
+
+    def block_by_hash(self, block_hash: bytes) -> Block | None:
+        with self._lock:
+            block = self._blocks.get(block_hash)
+            if block is not None:
+                self._blocks.move_to_end(block_hash)
+                return block
+        block = cs.load_block(self.store, block_hash)
+        if block is not None:
+            self._remember(block)
+        return block
+
+    def block_by_number(self, number: int) -> Block | None:
+        h = self.canonical_hash(number)
+        return None if h is None else self.block_by_hash(h)
+
+    def receipts(self, block_hash: bytes) -> list[Receipt] | None:
+        return cs.load_receipts(self.store, block_hash)
+
+    def locate_transaction(self, tx_hash: bytes) -> TxLocation | None:
+        """The final block holding a transaction, its index, receipt and offsets."""
+        loc = cs.load_tx_location(self.store, tx_hash)
+        if loc is None:
+            return None
+        block = self.block_by_hash(loc[0])
+        receipts = self.receipts(loc[0])
+        if block is None or receipts is None:
+            return None
+        index = loc[1]
+        before = receipts[index - 1].cumulative_gas_used if index else 0
+        log_before = sum(len(r.logs) for r in receipts[:index])
+        return TxLocation(block, index, receipts[index], before, log_before)
+
+    def validators_at(self, number: int) -> tuple[bytes, ...]:
+        """The validators that seal block `number` (for the head's successor, those next)."""
+        if number > self.head.number:
+            return self.next_validators(self.head)
+        header = self.header_by_number(number)
+        if header is None:
+            raise NodeError(f"no block {number}")
+        return decode_extra(header.extra_data).validators
+
+    def next_validators(self, parent: Header) -> tuple[bytes, ...]:
+        """The validator set of the block after `parent`: parent's set with its votes applied."""
+        extra = decode_extra(parent.extra_data)
+        votes = []
+        header = parent
+        # Votes since the set last changed (walk back while the set is unchanged).
+        while header.number > 0:
+            e = decode_extra(header.extra_data)
+            if e.validators != extra.validators:
+                break
+            if e.vote is not None:
+                votes.append((header.coinbase, e.vote))
+            previous = cs.load_header(self.store, header.parent_hash)
+            if previous is None:
+                break
+            header = previous
+        votes.reverse()
+        return apply_votes(extra.validators, votes)
+
+    def is_enrolled(self, address: bytes) -> bool:
+        """Permissioned senders: enrolled in genesis (governance state joins in its issue)."""
+        return address in self.enrolled
+
+    def state_nonce(self, address: bytes) -> int:
+        return self.executor.read_state(self.head.state_root).get_nonce(address)
+
+    # -- writing ---------------------------------------------------------------------------
+    def env_for(self, parent: Header, timestamp: int, coinbase: bytes) -> BlockEnv:
+        return BlockEnv(parent.number + 1, timestamp, coinbase, parent.gas_limit, ZERO_HASH)
+
+    def build_block(
+        self,
+        transactions: Sequence,
+        *,
+        timestamp: int,
+        proposer: bytes,
+        round: int = 0,
+        vote: Vote | None = None,
+    ) -> tuple[Block, BlockExecution]:
+        """Execute `transactions` on the head and assemble an unsealed block."""
+        parent = self.head
+        timestamp = max(timestamp, parent.timestamp)
+        env = self.env_for(parent, timestamp, proposer)
+        execution = self.executor.execute_block(parent.state_root, env, transactions, skip_invalid=True)
+        validators = self.next_validators(parent)
+        # The header commits to the set that seals the block after it (vanity field).
+        following = apply_votes(validators, [(proposer, vote)] if vote else [])
+        extra = QbftExtra(validators_commitment(following), validators, vote, round, ())
+        header = Header(
+            parent_hash=parent.hash, ommers_hash=EMPTY_OMMERS_HASH, coinbase=proposer,
+            state_root=execution.state_root,
+            transactions_root=ordered_trie_root([t.raw for t in execution.transactions]),
+            receipts_root=ordered_trie_root([encode_receipt(r) for r in execution.receipts]),
+            logs_bloom=execution.logs_bloom, difficulty=1, number=parent.number + 1,
+            gas_limit=parent.gas_limit, gas_used=execution.gas_used, timestamp=timestamp,
+            extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8,
+            base_fee_per_gas=0, withdrawals_root=EMPTY_TRIE_ROOT, blob_gas_used=0,
+            excess_blob_gas=0, parent_beacon_block_root=ZERO_HASH,
+            requests_hash=EMPTY_REQUESTS_HASH,
+        )
+        return Block(header, tuple(execution.transactions)), execution
+
+    def verify_execution(self, block: Block) -> BlockExecution:
+        """Re-execute a block from elsewhere on the head; raise `InvalidBlock` on any mismatch."""
+        parent = self.head
+        header = block.header
+        if header.parent_hash != parent.hash or header.number != parent.number + 1:
+            raise InvalidBlock(f"block {header.number} does not extend the head {parent.number}")
+        if header.timestamp < parent.timestamp:
+            raise InvalidBlock("block timestamp is earlier than its parent's")
+        if header.gas_limit != parent.gas_limit:
+            raise InvalidBlock("block gas limit differs from its parent's")
+        env = self.env_for(parent, header.timestamp, header.coinbase)
+        execution = self.executor.execute_block(
+            parent.state_root, env, block.transactions, skip_invalid=False
+        )
+        checks = (
+            ("state root", header.state_root, execution.state_root),
+            ("receipts root", header.receipts_root,
+             ordered_trie_root([encode_receipt(r) for r in execution.receipts])),
+            ("transactions root", header.transactions_root,
+             ordered_trie_root([t.raw for t in block.transactions])),
+            ("gas used", header.gas_used, execution.gas_used),
+            ("logs bloom", header.logs_bloom, execution.logs_bloom),
+        )
+        for name, claimed, computed in checks:
+            if claimed != computed:
+                raise InvalidBlock(f"block {header.number}: {name} does not match execution")
+        return execution
+
+    def seal(self, block: Block, seals: Iterable[bytes]) -> Block:
+        """The block with commit seals written into its extraData."""
+        extra = decode_extra(block.header.extra_data)
+        header = replace(block.header, extra_data=encode_extra(replace(extra, seals=tuple(seals))))
+        return Block(header, block.transactions)
+
+    def add_listener(self, listener: Callable[[Block, list[Receipt]], None]) -> None:
+        """Called after each committed block (txpool pruning, RPC subscriptions)."""
+        self._listeners.append(listener)
+
+    def commit_block(self, block: Block, execution: BlockExecution) -> None:
+        """Write a final block in one fsynced batch and make it the head."""
+        with self._lock:
+            if block.header.parent_hash != self.head.hash:
+                raise InvalidBlock(f"block {block.number} does not extend the head {self.head.number}")
+            cs.save_block(self.store, block, execution.receipts, execution.writes)
+            self.head = block.header
+            self._remember(block)
+        for listener in self._listeners:
+            listener(block, execution.receipts)
+
+    def _remember(self, block: Block) -> None:
+        with self._lock:
+            self._blocks[block.hash] = block
+            self._blocks.move_to_end(block.hash)
+            while len(self._blocks) > 256:
+                self._blocks.popitem(last=False)

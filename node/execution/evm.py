@@ -1,0 +1,186 @@
+"""Our py-evm wrapper: the one place that knows py-evm's classes.
+
+py-evm 0.12.1b1 is archived upstream, so nothing outside `node.execution` imports it.
+We use py-evm's Prague state and transaction executor directly rather than its Chain
+and HeaderDB: our headers hash differently (QBFT extraData rules) and our blocks are
+stored by `node.storage.chain`, so we hand py-evm an execution context and a state DB
+and keep block bookkeeping ourselves.
+
+- `RxLedgerVM`: Prague with a long extraData allowed and zero base fee; its class
+  methods build execution contexts and compute a transaction's gas used.
+- `RxLedgerState`: Prague state whose computations route the reserved chaincode
+  addresses to the chaincode session, and whose journal checkpoints the chaincode
+  session with the EVM's.
+- `PendingStateDB`: a py-evm database over our key-value store that reads through to
+  disk and keeps every write in memory; the executor hands those writes to the block's
+  single storage batch, so nothing of an unfinished block ever reaches disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from eth.abc import ComputationAPI
+from eth.db.atomic import AtomicDB
+from eth.db.backends.base import BaseDB
+from eth.exceptions import Revert
+from eth.vm.forks.prague import PragueVM
+from eth.vm.forks.prague.computation import PragueComputation
+from eth.vm.forks.prague.state import PragueState
+from eth.vm.forks.prague.transactions import PragueTransactionBuilder
+
+from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeSession
+from node.storage.base import KeyValueStore
+from node.types.transactions import SignedTransaction
+
+STATE_PREFIX = b"s"  # keyspace of EVM trie nodes and contract code in the store
+
+
+class PendingStateDB(BaseDB):
+    """py-evm DB: reads from `pending` then the store (under STATE_PREFIX); writes to `pending`."""
+
+    def __init__(self, store: KeyValueStore) -> None:
+        self.store = store
+        self.pending: dict[bytes, bytes] = {}
+
+    def __getitem__(self, key: bytes) -> bytes:
+        value = self.pending.get(key)
+        if value is None:
+            value = self.store.get(STATE_PREFIX + key)
+            if value is None:
+                raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.pending[key] = value
+
+    def _exists(self, key: bytes) -> bool:
+        return key in self.pending or self.store.has(STATE_PREFIX + key)
+
+    def __delitem__(self, key: bytes) -> None:
+        # Trie nodes are content-addressed and shared between blocks; never delete.
+        pass
+
+    def writes(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every write, with its storage key."""
+        for key, value in self.pending.items():
+            yield STATE_PREFIX + key, value
+
+
+def _chaincode_entry(computation: ComputationAPI) -> ComputationAPI:
+    """Precompile body for the reserved addresses: run the call on the chaincode session."""
+    state: RxLedgerState = computation.state  # type: ignore[assignment]
+    session = state.chaincode_session
+    msg = computation.msg
+    if session is None:  # pragma: no cover - RxLedgerState always sets one when hooks exist
+        return computation
+    result = session.call(
+        ChaincodeCall(
+            address=msg.code_address,
+            sender=msg.sender,
+            origin=computation.transaction_context.origin,
+            value=msg.value,
+            data=bytes(msg.data),
+            gas=msg.gas,
+            is_static=msg.is_static,
+            block=state.block_info,
+        )
+    )
+    computation.consume_gas(min(result.gas_used, computation.get_gas_remaining()), "chaincode")
+    if result.reverted:
+        raise Revert(result.output)
+    for log in result.logs:
+        computation.add_log_entry(
+            log.address, tuple(int.from_bytes(t, "big") for t in log.topics), log.data
+        )
+    computation.output = result.output
+    return computation
+
+
+class RxLedgerComputation(PragueComputation):
+    """Prague computation; precompiles are extended per chaincode host in `state_class_for`."""
+
+
+class RxLedgerState(PragueState):
+    """Prague state with a chaincode session journaled alongside the EVM's."""
+
+    computation_class = RxLedgerComputation
+    chaincode_session: ChaincodeSession | None = None
+    block_info: BlockInfo
+
+    def snapshot(self) -> Any:
+        base = super().snapshot()
+        if self.chaincode_session is None:
+            return base
+        return (base, self.chaincode_session.snapshot())
+
+    def revert(self, snapshot: Any) -> None:
+        if self.chaincode_session is None:
+            return super().revert(snapshot)
+        base, checkpoint = snapshot
+        super().revert(base)
+        self.chaincode_session.revert(checkpoint)
+
+    def commit(self, snapshot: Any) -> None:
+        if self.chaincode_session is None:
+            return super().commit(snapshot)
+        base, checkpoint = snapshot
+        super().commit(base)
+        self.chaincode_session.commit(checkpoint)
+
+
+_state_classes: dict[tuple[bytes, ...], type[RxLedgerState]] = {}
+
+
+def state_class_for(addresses: tuple[bytes, ...]) -> type[RxLedgerState]:
+    """The state class whose computations send `addresses` to chaincode (cached)."""
+    cls = _state_classes.get(addresses)
+    if cls is None:
+        precompiles = dict(PragueComputation.get_precompiles())
+        for address in addresses:
+            precompiles[address] = _chaincode_entry
+        computation = type("RxLedgerChaincodeComputation", (RxLedgerComputation,),
+                           {"_precompiles": precompiles})
+        cls = type("RxLedgerChaincodeState", (RxLedgerState,), {"computation_class": computation})
+        _state_classes[addresses] = cls
+    return cls
+
+
+class RxLedgerVM(PragueVM):
+    """Prague, with QBFT's longer extraData, zero base fee and our state class."""
+
+    extra_data_max_bytes = 64 * 1024
+    _state_class = RxLedgerState
+
+
+_builder = PragueTransactionBuilder
+
+
+def to_evm_transaction(stx: SignedTransaction) -> Any:
+    """py-evm's transaction object for `stx`, with the sender already recovered.
+
+    py-evm would recover the sender again inside its executor (`sender` is a cached
+    property on its transaction classes); we set the cache from the txpool's result.
+    """
+    tx = _builder.decode(stx.raw)
+    tx.__dict__["sender"] = stx.sender
+    inner = getattr(tx, "_inner", None)
+    if inner is not None:
+        inner.__dict__["sender"] = stx.sender
+        inner.get_sender = lambda: stx.sender  # TypedTransaction.get_sender delegates here
+    tx.__dict__["hash"] = stx.hash
+    return tx
+
+
+def ancestor_hashes(lookup: Callable[[int], bytes | None], number: int) -> Iterator[bytes]:
+    """Lazily yields the hashes of blocks number-1, number-2, … (at most 256), for BLOCKHASH."""
+    for n in range(number - 1, max(-1, number - 257), -1):
+        h = lookup(n)
+        if h is None:
+            return
+        yield h
+
+
+def new_atomic_db(pending: PendingStateDB) -> AtomicDB:
+    return AtomicDB(pending)

@@ -1,0 +1,269 @@
+"""Applying transactions to state: blocks, calls and gas estimates.
+
+`Executor.execute_block` runs a block's transactions on top of a parent state the way
+py-evm's `mine_all` does: every transaction applied with a journal checkpoint, the state
+root computed once at the end (per-transaction roots run 10-50x slower). It returns the
+receipts, the roots and the state writes; nothing touches disk until the chain store
+commits the block in one batch.
+
+With `skip_invalid=True` (block building) a transaction the state refuses (stale nonce,
+gas above what is left in the block) is left out and reported instead of failing the
+block; with `skip_invalid=False` (importing a block from elsewhere) it fails the block.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth.exceptions import Revert as _Revert
+from eth.vm.execution_context import ExecutionContext
+from eth.vm.forks.prague.transactions import PragueUnsignedLegacyTransaction
+from eth.vm.spoof import SpoofTransaction
+from eth_abi import decode as abi_decode
+from eth_utils import ValidationError as EVMValidationError
+
+from node.errors import ExecutionError, InvalidBlock, Reverted
+from node.execution.chaincode import BlockInfo, ChaincodeHost, NoChaincode
+from node.execution.evm import (
+    PendingStateDB,
+    RxLedgerState,
+    RxLedgerVM,
+    ancestor_hashes,
+    new_atomic_db,
+    state_class_for,
+    to_evm_transaction,
+)
+from node.storage.base import KeyValueStore
+from node.types.receipts import Log, Receipt, logs_bloom, merge_blooms
+from node.types.transactions import SignedTransaction
+
+log = logging.getLogger(__name__)
+
+ZERO_ADDRESS = b"\x00" * 20
+ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEnv:
+    """The block a transaction runs in, as the EVM sees it."""
+
+    number: int
+    timestamp: int
+    coinbase: bytes
+    gas_limit: int
+    mix_hash: bytes
+
+
+@dataclass(slots=True)
+class BlockExecution:
+    """The outcome of applying a block's transactions."""
+
+    transactions: list[SignedTransaction]
+    receipts: list[Receipt]
+    state_root: bytes
+    gas_used: int
+    logs_bloom: bytes
+    writes: dict[bytes, bytes | None]
+    skipped: list[tuple[SignedTransaction, str]] = field(default_factory=list)
+    deferred: list[SignedTransaction] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    output: bytes
+    gas_used: int
+
+
+def decode_revert_reason(data: bytes) -> str | None:
+    """The reason of a Solidity `Error(string)` or `Panic(uint256)` revert, if it is one."""
+    try:
+        if data[:4] == ERROR_SELECTOR:
+            return str(abi_decode(["string"], data[4:])[0])
+        if data[:4] == PANIC_SELECTOR:
+            return f"panic code 0x{abi_decode(['uint256'], data[4:])[0]:x}"
+    except Exception:  # malformed revert data: report no reason rather than fail
+        return None
+    return None
+
+
+def _logs_of(computation: Any) -> tuple[Log, ...]:
+    return tuple(
+        Log(bytes(address), tuple(t.to_bytes(32, "big") for t in topics), bytes(data))
+        for address, topics, data in computation.get_log_entries()
+    )
+
+
+class Executor:
+    """Runs transactions against the state committed in a `KeyValueStore`."""
+
+    def __init__(
+        self,
+        store: KeyValueStore,
+        chain_id: int,
+        canonical_hash: Callable[[int], bytes | None],
+        chaincode: ChaincodeHost | None = None,
+    ) -> None:
+        self.store = store
+        self.chain_id = chain_id
+        self.canonical_hash = canonical_hash
+        self.chaincode = chaincode or NoChaincode()
+        self._state_class = state_class_for(self.chaincode.addresses())
+
+    # -- state -----------------------------------------------------------------------------
+    def open_state(self, state_root: bytes, env: BlockEnv) -> tuple[RxLedgerState, PendingStateDB]:
+        """A py-evm state over `state_root` whose writes stay in the returned pending DB."""
+        pending = PendingStateDB(self.store)
+        context = ExecutionContext(
+            coinbase=env.coinbase,
+            timestamp=env.timestamp,
+            block_number=env.number,
+            difficulty=0,
+            mix_hash=env.mix_hash,
+            gas_limit=env.gas_limit,
+            prev_hashes=ancestor_hashes(self.canonical_hash, env.number),
+            chain_id=self.chain_id,
+            base_fee_per_gas=0,
+            excess_blob_gas=0,
+        )
+        state = self._state_class(new_atomic_db(pending), context, state_root)
+        state.block_info = BlockInfo(env.number, env.timestamp, env.coinbase, self.chain_id)
+        return state, pending
+
+    def read_state(self, state_root: bytes) -> RxLedgerState:
+        """A read-only view of the accounts at `state_root` (balances, nonces, code, storage)."""
+        env = BlockEnv(0, 0, ZERO_ADDRESS, 0, b"\x00" * 32)
+        return self.open_state(state_root, env)[0]
+
+    # -- blocks ----------------------------------------------------------------------------
+    def execute_block(
+        self,
+        parent_state_root: bytes,
+        env: BlockEnv,
+        transactions: Sequence[SignedTransaction],
+        *,
+        skip_invalid: bool,
+    ) -> BlockExecution:
+        """Apply `transactions` in order; compute the state root once at the end."""
+        state, pending = self.open_state(parent_state_root, env)
+        if self.chaincode.addresses():
+            state.chaincode_session = self.chaincode.open_session(parent_state_root, state.block_info)
+        included: list[SignedTransaction] = []
+        receipts: list[Receipt] = []
+        skipped: list[tuple[SignedTransaction, str]] = []
+        deferred: list[SignedTransaction] = []
+        gas_used = 0
+        for stx in transactions:
+            if stx.gas > env.gas_limit - gas_used:
+                if not skip_invalid:
+                    raise InvalidBlock(
+                        f"transaction {stx.hash.hex()} gas {stx.gas} exceeds the gas left in the block"
+                    )
+                deferred.append(stx)
+                continue
+            evm_tx = to_evm_transaction(stx)
+            state.lock_changes()
+            snapshot = state.snapshot()
+            try:
+                computation = state.apply_transaction(evm_tx)
+            except EVMValidationError as exc:
+                state.revert(snapshot)
+                if not skip_invalid:
+                    raise InvalidBlock(f"transaction {stx.hash.hex()} is invalid: {exc}") from exc
+                skipped.append((stx, str(exc)))
+                continue
+            state.commit(snapshot)
+            gas_used += RxLedgerVM.finalize_gas_used(evm_tx, computation)
+            logs = _logs_of(computation)
+            receipts.append(
+                Receipt(stx.tx.type_id, 0 if computation.is_error else 1, gas_used, logs_bloom(logs), logs)
+            )
+            included.append(stx)
+        writes: dict[bytes, bytes | None] = {}
+        if state.chaincode_session is not None:
+            chaincode_writes, commitment = state.chaincode_session.finish()
+            writes.update(chaincode_writes)
+            self._commit_chaincode_root(state, commitment)
+        state.persist()
+        writes.update(pending.writes())
+        return BlockExecution(
+            included, receipts, state.state_root, gas_used,
+            merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred,
+        )
+
+    def _commit_chaincode_root(self, state: RxLedgerState, commitment: bytes) -> None:
+        # The chaincode commitment is stored in one slot of the reserved address 0x…1000,
+        # so the header's state root commits to chaincode state with one trie update per block.
+        state.set_storage(b"\x00" * 18 + b"\x10\x00", 0, int.from_bytes(commitment, "big"))
+
+    # -- calls -----------------------------------------------------------------------------
+    def call(
+        self,
+        state_root: bytes,
+        env: BlockEnv,
+        *,
+        sender: bytes,
+        to: bytes,
+        data: bytes,
+        value: int = 0,
+        gas: int | None = None,
+    ) -> CallResult:
+        """Run a message without committing anything (eth_call).
+
+        Raises `Reverted` (with data and decoded reason) or `ExecutionError`.
+        """
+        gas = env.gas_limit if gas is None else gas
+        state, _pending = self.open_state(state_root, env)
+        if self.chaincode.addresses():
+            state.chaincode_session = self.chaincode.open_session(state_root, state.block_info)
+        unsigned = PragueUnsignedLegacyTransaction(
+            nonce=state.get_nonce(sender), gas_price=0, gas=gas, to=to, value=value, data=data
+        )
+        tx = SpoofTransaction(unsigned, from_=sender)
+        try:
+            computation = state.apply_transaction(tx)
+        except EVMValidationError as exc:
+            raise ExecutionError(f"call cannot run: {exc}") from exc
+        gas_used = gas - computation.get_gas_remaining()
+        if computation.is_error:
+            error = computation.error
+            if isinstance(error, _Revert):
+                data_out = bytes(computation.output)
+                reason = decode_revert_reason(data_out)
+                message = f"execution reverted: {reason}" if reason else "execution reverted"
+                raise Reverted(message, data_out, reason)
+            raise ExecutionError(f"execution failed: {type(error).__name__}: {error}".rstrip(": "))
+        return CallResult(bytes(computation.output), gas_used)
+
+    def estimate_gas(
+        self, state_root: bytes, env: BlockEnv, *, sender: bytes, to: bytes, data: bytes,
+        value: int = 0, cap: int | None = None,
+    ) -> int:
+        """The least gas with which the message succeeds (binary search, as geth does)."""
+        cap = env.gas_limit if cap is None else cap
+        result = self.call(state_root, env, sender=sender, to=to, data=data, value=value, gas=cap)
+        low = max(result.gas_used, 21_000) - 1
+        high = cap
+        # Most calls succeed with gas used plus the 1/64 held back for sub-calls.
+        guess = min(cap, result.gas_used * 64 // 63 + 2_300)
+        if self._succeeds(state_root, env, sender, to, data, value, guess):
+            high = guess
+        while high - low > 1:
+            mid = (low + high) // 2
+            if self._succeeds(state_root, env, sender, to, data, value, mid):
+                high = mid
+            else:
+                low = mid
+        return high
+
+    def _succeeds(self, state_root: bytes, env: BlockEnv, sender: bytes, to: bytes, data: bytes,
+                  value: int, gas: int) -> bool:
+        try:
+            self.call(state_root, env, sender=sender, to=to, data=data, value=value, gas=gas)
+        except (ExecutionError, Reverted):
+            return False
+        return True
+

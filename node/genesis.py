@@ -1,0 +1,126 @@
+"""Genesis: the chain's first block, its enrolled accounts and the development defaults.
+
+A `GenesisConfig` says everything the first block commits to: chain id, gas limit,
+timestamp, the validator set, the enrolled (permissioned) accounts with their
+organisation and role, and any pre-funded or pre-deployed accounts. The dev chain and
+`rxledger up` enrol the development accounts of INTERFACES.md: the public Hardhat/Anvil
+mnemonic, never a real secret.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cache, lru_cache
+
+from eth_account import Account
+
+from node.crypto import private_key_to_address
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+DEV_CHAIN_ID = 2024
+DEFAULT_GAS_LIMIT = 30_000_000
+# The dev chain's single validator: a key of the public dev mnemonic, outside the ten
+# enrolled accounts, so that its genesis (and genesis hash) is the same on every machine.
+DEV_VALIDATOR_INDEX = 100
+
+# INTERFACES.md, "Development accounts": (index, org, role)
+DEV_ACCOUNT_ROLES: tuple[tuple[int, str | None, str | None], ...] = (
+    (0, "hospital-a", "org admin"),
+    (1, "hospital-a", "prescriber"),
+    (2, "hospital-a", "hospital pharmacist"),
+    (3, "pharmacy-a", "pharmacist"),
+    (4, "regulator", "auditor"),
+    (5, "hospital-b", "prescriber"),
+    (6, "hospital-b", "hospital pharmacist"),
+    (7, "pharmacy-a", "org admin"),
+    (8, "regulator", "org admin"),
+    (9, None, None),  # deployer: may deploy EVM contracts, no role
+)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """An account allowed to send transactions, with its organisation and role."""
+
+    address: bytes
+    org: str | None
+    role: str | None
+
+
+@dataclass(frozen=True)
+class DevAccount:
+    index: int
+    address: bytes
+    private_key: bytes
+    org: str | None
+    role: str | None
+
+
+@dataclass(frozen=True)
+class GenesisConfig:
+    chain_id: int
+    validators: tuple[bytes, ...]
+    enrolments: tuple[Enrolment, ...]
+    gas_limit: int = DEFAULT_GAS_LIMIT
+    timestamp: int = 0
+    balances: tuple[tuple[bytes, int], ...] = field(default=())
+
+    def encode(self) -> bytes:
+        """Canonical JSON (sorted keys, hex bytes) as stored in the database."""
+        def conv(v: object) -> object:
+            if isinstance(v, bytes):
+                return "0x" + v.hex()
+            if isinstance(v, (list, tuple)):
+                return [conv(x) for x in v]
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            return v
+        return json.dumps(conv(asdict(self)), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> GenesisConfig:
+        raw = json.loads(data)
+        hexb = bytes.fromhex
+        return cls(
+            chain_id=raw["chain_id"],
+            validators=tuple(hexb(v[2:]) for v in raw["validators"]),
+            enrolments=tuple(
+                Enrolment(hexb(e["address"][2:]), e["org"], e["role"]) for e in raw["enrolments"]
+            ),
+            gas_limit=raw["gas_limit"],
+            timestamp=raw["timestamp"],
+            balances=tuple((hexb(a[2:]), b) for a, b in raw["balances"]),
+        )
+
+
+@cache
+def derive_dev_key(index: int) -> bytes:
+    """Private key m/44'/60'/0'/0/index of the public development mnemonic."""
+    Account.enable_unaudited_hdwallet_features()
+    acct = Account.from_mnemonic(DEV_MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}")
+    return bytes(acct.key)
+
+
+@lru_cache(maxsize=1)
+def dev_accounts() -> tuple[DevAccount, ...]:
+    """The ten development accounts of INTERFACES.md."""
+    out = []
+    for index, org, role in DEV_ACCOUNT_ROLES:
+        key = derive_dev_key(index)
+        out.append(DevAccount(index, private_key_to_address(key), key, org, role))
+    return tuple(out)
+
+
+def dev_validator_key() -> bytes:
+    return derive_dev_key(DEV_VALIDATOR_INDEX)
+
+
+def dev_genesis(chain_id: int = DEV_CHAIN_ID, gas_limit: int = DEFAULT_GAS_LIMIT) -> GenesisConfig:
+    """Genesis of the one-validator dev chain, with the development accounts enrolled."""
+    return GenesisConfig(
+        chain_id=chain_id,
+        validators=(private_key_to_address(dev_validator_key()),),
+        enrolments=tuple(Enrolment(a.address, a.org, a.role) for a in dev_accounts()),
+        gas_limit=gas_limit,
+    )

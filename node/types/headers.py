@@ -1,0 +1,180 @@
+"""Block headers and the QBFT extraData layout (INTERFACES.md, "Block header").
+
+A header carries the Ethereum (Prague) fields in their usual order. `extraData` is
+
+    RLP([vanity: 32 bytes, validators: [address…] sorted, vote: [] or [address, 0xff|0x00],
+         round: integer, commit seals: [65-byte signature…]])
+
+as Besu's QBFT. Two hashes are derived from a header:
+
+- the block hash: keccak256(RLP(header)) with extraData re-encoded with seals = [] and
+  round = 0, so every validator's view of one block has one hash whatever round it was
+  committed in and whoever sealed it;
+- the seal hash: keccak256(RLP(header)) with seals = [] and the real round; a commit
+  seal is a secp256k1 signature over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+
+import rlp
+from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+
+from node.crypto import decode_signature, keccak256, recover_address
+from node.errors import InvalidBlock
+
+hash32 = Binary.fixed_length(32)
+address20 = Binary.fixed_length(20)
+
+EMPTY_TRIE_ROOT = bytes.fromhex("56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421")
+EMPTY_OMMERS_HASH = bytes.fromhex("1dcc4de8dec75d7aab85b567b6ccd41ad312451b948a7413f0a142fd40d49347")
+# EIP-7685: sha256 of the empty list of requests.
+EMPTY_REQUESTS_HASH = hashlib.sha256(b"").digest()
+# Besu's IBFT/QBFT mixHash marker: "Istanbul Byzantine fault tolerance".
+QBFT_MIX_HASH = bytes.fromhex("63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
+ZERO_HASH = b"\x00" * 32
+VOTE_ADD = 0xFF
+VOTE_REMOVE = 0x00
+
+HEADER_SEDES = List(
+    [hash32, hash32, address20, hash32, hash32, hash32, Binary.fixed_length(256),
+     big_endian_int, big_endian_int, big_endian_int, big_endian_int, big_endian_int,
+     binary, hash32, Binary.fixed_length(8), big_endian_int, hash32, big_endian_int,
+     big_endian_int, hash32, hash32],
+    strict=True,
+)
+EXTRA_SEDES = List(
+    [Binary.fixed_length(32), CountableList(address20), CountableList(binary),
+     big_endian_int, CountableList(Binary.fixed_length(65))],
+    strict=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A proposal carried by a header to add (True) or remove (False) a validator."""
+
+    validator: bytes
+    add: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QbftExtra:
+    """The decoded extraData of a QBFT header."""
+
+    vanity: bytes
+    validators: tuple[bytes, ...]
+    vote: Vote | None
+    round: int
+    seals: tuple[bytes, ...]
+
+
+def encode_extra(extra: QbftExtra) -> bytes:
+    """RLP-encode extraData; validators are written sorted, as the layout requires."""
+    vote: list[bytes] = []
+    if extra.vote is not None:
+        vote = [extra.vote.validator, bytes([VOTE_ADD if extra.vote.add else VOTE_REMOVE])]
+    return rlp.encode(
+        [extra.vanity, sorted(extra.validators), vote, extra.round, list(extra.seals)], EXTRA_SEDES
+    )
+
+
+def decode_extra(data: bytes) -> QbftExtra:
+    """Decode extraData; raises `InvalidBlock` naming what is malformed."""
+    try:
+        vanity, validators, vote_items, round_, seals = rlp.decode(data, EXTRA_SEDES)
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidBlock(f"malformed QBFT extraData: {exc}") from exc
+    vote = None
+    if vote_items:
+        if len(vote_items) != 2 or len(vote_items[0]) != 20 or vote_items[1] not in (b"\xff", b"\x00"):
+            raise InvalidBlock("malformed QBFT extraData: vote must be [address, 0xff | 0x00]")
+        vote = Vote(vote_items[0], vote_items[1] == b"\xff")
+    if list(validators) != sorted(validators) or len(set(validators)) != len(validators):
+        raise InvalidBlock("malformed QBFT extraData: validators must be sorted and distinct")
+    return QbftExtra(vanity, tuple(validators), vote, round_, tuple(seals))
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """An Ethereum (Prague) block header."""
+
+    parent_hash: bytes
+    ommers_hash: bytes
+    coinbase: bytes
+    state_root: bytes
+    transactions_root: bytes
+    receipts_root: bytes
+    logs_bloom: bytes
+    difficulty: int
+    number: int
+    gas_limit: int
+    gas_used: int
+    timestamp: int
+    extra_data: bytes
+    mix_hash: bytes
+    nonce: bytes
+    base_fee_per_gas: int
+    withdrawals_root: bytes
+    blob_gas_used: int
+    excess_blob_gas: int
+    parent_beacon_block_root: bytes
+    requests_hash: bytes
+
+    def fields(self) -> list[object]:
+        return [getattr(self, name) for name in self.__slots__]  # type: ignore[attr-defined]
+
+    @property
+    def extra(self) -> QbftExtra:
+        return decode_extra(self.extra_data)
+
+    @property
+    def hash(self) -> bytes:
+        return block_hash(self)
+
+
+def encode_header(header: Header) -> bytes:
+    return rlp.encode(header.fields(), HEADER_SEDES)
+
+
+def decode_header(data: bytes) -> Header:
+    """Decode an RLP header; raises `InvalidBlock` if malformed."""
+    try:
+        return Header(*rlp.decode(data, HEADER_SEDES))
+    except (rlp.exceptions.RLPException, TypeError) as exc:
+        raise InvalidBlock(f"malformed header: {exc}") from exc
+
+
+def _hash_with_extra(header: Header, extra: QbftExtra) -> bytes:
+    return keccak256(encode_header(replace(header, extra_data=encode_extra(extra))))
+
+
+def block_hash(header: Header) -> bytes:
+    """The block hash: seals = [] and round = 0 in extraData."""
+    extra = decode_extra(header.extra_data)
+    return _hash_with_extra(header, replace(extra, seals=(), round=0))
+
+
+def seal_hash(header: Header) -> bytes:
+    """What a commit seal signs: the header with seals = [] and the real round."""
+    extra = decode_extra(header.extra_data)
+    return _hash_with_extra(header, replace(extra, seals=()))
+
+
+def recover_seal_signers(header: Header) -> list[bytes]:
+    """The addresses that produced the header's commit seals, in seal order.
+
+    Raises `InvalidBlock` if a seal is malformed or unrecoverable.
+    """
+    extra = decode_extra(header.extra_data)
+    digest = _hash_with_extra(header, replace(extra, seals=()))
+    signers = []
+    for i, seal in enumerate(extra.seals):
+        try:
+            v, r, s = decode_signature(seal)
+            signers.append(recover_address(digest, v, r, s))
+        except Exception as exc:
+            raise InvalidBlock(f"commit seal {i} is invalid: {exc}") from exc
+    return signers

@@ -1,0 +1,294 @@
+"""Signed Ethereum transactions: legacy (EIP-155) and dynamic-fee (EIP-1559).
+
+The rules read top to bottom:
+
+1. `decode_transaction(raw)` parses the wire form (a legacy RLP list, or the type byte
+   0x02 followed by an RLP list), checks the shape of every field, checks the signature
+   values (r, s in range, low s, EIP-155 replay protection for legacy) and recovers the
+   sender once. The result, `SignedTransaction`, carries the sender, the hash and the raw
+   bytes, so nothing downstream (txpool, block building, RPC) recovers or encodes again.
+2. `validate_transaction(tx, chain_id, ...)` checks what depends on the chain: the chain
+   id, the gas against intrinsic gas and the block gas limit.
+
+Other transaction types (0x01 access-list, 0x03 blob, 0x04 set-code) are refused with a
+message naming the type: a permissioned chain with zero gas price has no use for them yet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import rlp
+from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+
+from node.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak256, recover_address
+from node.errors import InvalidTransaction
+
+address_sedes = Binary.fixed_length(20, allow_empty=True)
+hash_sedes = Binary.fixed_length(32)
+access_list_sedes = CountableList(List([Binary.fixed_length(20), CountableList(hash_sedes)]))
+
+LEGACY_FIELDS = List(
+    [big_endian_int, big_endian_int, big_endian_int, address_sedes, big_endian_int, binary,
+     big_endian_int, big_endian_int, big_endian_int],
+    strict=True,
+)
+DYNAMIC_FEE_FIELDS = List(
+    [big_endian_int, big_endian_int, big_endian_int, big_endian_int, big_endian_int,
+     address_sedes, big_endian_int, binary, access_list_sedes, big_endian_int,
+     big_endian_int, big_endian_int],
+    strict=True,
+)
+
+DYNAMIC_FEE_TX_TYPE = 2
+UNSUPPORTED_TYPES = {1: "access-list (0x01)", 3: "blob (0x03)", 4: "set-code (0x04)"}
+
+TX_GAS = 21_000
+TX_CREATE_GAS = 32_000
+TX_DATA_ZERO_GAS = 4
+TX_DATA_NONZERO_GAS = 16
+ACCESS_LIST_ADDRESS_GAS = 2_400
+ACCESS_LIST_STORAGE_KEY_GAS = 1_900
+INITCODE_WORD_GAS = 2
+MAX_INITCODE_SIZE = 49_152
+UINT256_MAX = 2**256 - 1
+UINT64_MAX = 2**64 - 1
+
+AccessList = tuple[tuple[bytes, tuple[bytes, ...]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyTransaction:
+    """A type-0 transaction. `v` is 35 + 2·chainId + yParity (EIP-155)."""
+
+    nonce: int
+    gas_price: int
+    gas: int
+    to: bytes  # 20 bytes, or b"" for contract creation
+    value: int
+    data: bytes
+    v: int
+    r: int
+    s: int
+
+    type_id = 0
+
+    @property
+    def chain_id(self) -> int | None:
+        """The chain id the signature commits to, None for an unprotected signature."""
+        return (self.v - 35) // 2 if self.v >= 35 else None
+
+    @property
+    def y_parity(self) -> int:
+        return (self.v - 35) % 2 if self.v >= 35 else self.v - 27
+
+    @property
+    def max_fee_per_gas(self) -> int:
+        return self.gas_price
+
+    @property
+    def max_priority_fee_per_gas(self) -> int:
+        return self.gas_price
+
+    @property
+    def access_list(self) -> AccessList:
+        return ()
+
+    def signing_hash(self) -> bytes:
+        """keccak256 of the EIP-155 signing payload (or the pre-155 one when unprotected)."""
+        fields: list[object] = [self.nonce, self.gas_price, self.gas, self.to, self.value, self.data]
+        if self.chain_id is not None:
+            fields += [self.chain_id, 0, 0]
+            return keccak256(rlp.encode(fields, LEGACY_FIELDS))
+        return keccak256(rlp.encode(fields))
+
+    def encode(self) -> bytes:
+        return rlp.encode(
+            [self.nonce, self.gas_price, self.gas, self.to, self.value, self.data,
+             self.v, self.r, self.s],
+            LEGACY_FIELDS,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicFeeTransaction:
+    """A type-2 (EIP-1559) transaction."""
+
+    chain_id: int
+    nonce: int
+    max_priority_fee_per_gas: int
+    max_fee_per_gas: int
+    gas: int
+    to: bytes
+    value: int
+    data: bytes
+    access_list: AccessList
+    y_parity: int
+    r: int
+    s: int
+
+    type_id = DYNAMIC_FEE_TX_TYPE
+
+    @property
+    def gas_price(self) -> int:
+        # The effective gas price with a zero base fee.
+        return min(self.max_fee_per_gas, self.max_priority_fee_per_gas)
+
+    @property
+    def v(self) -> int:
+        return self.y_parity
+
+    def _payload(self, signed: bool) -> list[object]:
+        fields: list[object] = [
+            self.chain_id, self.nonce, self.max_priority_fee_per_gas, self.max_fee_per_gas,
+            self.gas, self.to, self.value, self.data,
+            [[addr, list(keys)] for addr, keys in self.access_list],
+        ]
+        if signed:
+            fields += [self.y_parity, self.r, self.s]
+        return fields
+
+    def signing_hash(self) -> bytes:
+        return keccak256(bytes([DYNAMIC_FEE_TX_TYPE]) + rlp.encode(self._payload(False)))
+
+    def encode(self) -> bytes:
+        return bytes([DYNAMIC_FEE_TX_TYPE]) + rlp.encode(self._payload(True), DYNAMIC_FEE_FIELDS)
+
+
+Transaction = LegacyTransaction | DynamicFeeTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTransaction:
+    """A decoded transaction with its sender recovered once, its hash and its wire bytes."""
+
+    tx: Transaction
+    sender: bytes
+    hash: bytes
+    raw: bytes
+    intrinsic_gas: int = field(default=0)
+
+    @property
+    def nonce(self) -> int:
+        return self.tx.nonce
+
+    @property
+    def to(self) -> bytes:
+        return self.tx.to
+
+    @property
+    def gas(self) -> int:
+        return self.tx.gas
+
+
+def _check_uint(name: str, value: int, limit: int = UINT256_MAX) -> None:
+    if value > limit:
+        raise InvalidTransaction(f"invalid transaction: {name} exceeds {limit.bit_length()} bits")
+
+
+def _check_signature_values(y_parity: int, r: int, s: int) -> None:
+    if y_parity not in (0, 1):
+        raise InvalidTransaction(f"invalid signature: y parity must be 0 or 1, got {y_parity}")
+    if not 0 < r < SECP256K1_N:
+        raise InvalidTransaction("invalid signature: r is out of range")
+    if not 0 < s <= SECP256K1_HALF_N:
+        raise InvalidTransaction("invalid signature: s is zero or not in the lower half of the curve order")
+
+
+def intrinsic_gas(tx: Transaction) -> int:
+    """Gas charged before execution: base, calldata, creation, access list (Prague rules
+    without the EIP-7623 floor, which `validate_transaction` checks separately)."""
+    zeros = tx.data.count(0)
+    gas = TX_GAS + zeros * TX_DATA_ZERO_GAS + (len(tx.data) - zeros) * TX_DATA_NONZERO_GAS
+    if not tx.to:
+        gas += TX_CREATE_GAS + INITCODE_WORD_GAS * ((len(tx.data) + 31) // 32)
+    for _addr, storage_keys in tx.access_list:
+        gas += ACCESS_LIST_ADDRESS_GAS + ACCESS_LIST_STORAGE_KEY_GAS * len(storage_keys)
+    return gas
+
+
+def calldata_floor_gas(tx: Transaction) -> int:
+    """EIP-7623 (Prague) minimum gas: 21000 + 10 per calldata token."""
+    zeros = tx.data.count(0)
+    tokens = zeros + 4 * (len(tx.data) - zeros)
+    return TX_GAS + 10 * tokens
+
+
+def _decode_legacy(raw: bytes) -> LegacyTransaction:
+    nonce, gas_price, gas, to, value, data, v, r, s = rlp.decode(raw, LEGACY_FIELDS)
+    tx = LegacyTransaction(nonce, gas_price, gas, to, value, data, v, r, s)
+    if v in (27, 28):
+        raise InvalidTransaction(
+            "only replay-protected (EIP-155) transactions are accepted: sign with the chain id"
+        )
+    if v < 35:
+        raise InvalidTransaction(f"invalid signature: v={v} is neither 27/28 nor EIP-155 (>= 35)")
+    return tx
+
+
+def _decode_dynamic_fee(payload: bytes) -> DynamicFeeTransaction:
+    (chain_id, nonce, prio, max_fee, gas, to, value, data, access_list,
+     y_parity, r, s) = rlp.decode(payload, DYNAMIC_FEE_FIELDS)
+    return DynamicFeeTransaction(
+        chain_id, nonce, prio, max_fee, gas, to, value, data,
+        tuple((addr, tuple(keys)) for addr, keys in access_list), y_parity, r, s,
+    )
+
+
+def decode_transaction(raw: bytes) -> SignedTransaction:
+    """Decode wire bytes into a `SignedTransaction`, recovering the sender once.
+
+    Raises `InvalidTransaction` with a message saying what is wrong.
+    """
+    if not raw:
+        raise InvalidTransaction("invalid transaction: empty input")
+    first = raw[0]
+    try:
+        if first >= 0xC0:
+            tx: Transaction = _decode_legacy(raw)
+        elif first == DYNAMIC_FEE_TX_TYPE:
+            tx = _decode_dynamic_fee(raw[1:])
+        elif first in UNSUPPORTED_TYPES:
+            raise InvalidTransaction(
+                f"transaction type {UNSUPPORTED_TYPES[first]} is not supported; "
+                "send a legacy (EIP-155) or EIP-1559 (type 0x02) transaction"
+            )
+        else:
+            raise InvalidTransaction(f"invalid transaction: unknown transaction type 0x{first:02x}")
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidTransaction(f"invalid transaction: malformed RLP ({exc})") from exc
+    if tx.encode() != raw:
+        raise InvalidTransaction("invalid transaction: non-canonical encoding")
+    for name in ("nonce", "gas"):
+        _check_uint(name, getattr(tx, name), UINT64_MAX)
+    _check_uint("value", tx.value)
+    _check_uint("max fee per gas", tx.max_fee_per_gas)
+    _check_uint("max priority fee per gas", tx.max_priority_fee_per_gas)
+    if isinstance(tx, DynamicFeeTransaction) and tx.max_priority_fee_per_gas > tx.max_fee_per_gas:
+        raise InvalidTransaction("invalid transaction: max priority fee per gas higher than max fee per gas")
+    if not tx.to and len(tx.data) > MAX_INITCODE_SIZE:
+        raise InvalidTransaction(
+            f"invalid transaction: init code of {len(tx.data)} bytes exceeds {MAX_INITCODE_SIZE}"
+        )
+    _check_signature_values(tx.y_parity, tx.r, tx.s)
+    try:
+        sender = recover_address(tx.signing_hash(), tx.y_parity, tx.r, tx.s)
+    except Exception as exc:  # eth-keys raises BadSignature and friends
+        raise InvalidTransaction(f"invalid signature: cannot recover the sender ({exc})") from exc
+    return SignedTransaction(tx, sender, keccak256(raw), raw, intrinsic_gas(tx))
+
+
+def validate_transaction(stx: SignedTransaction, *, chain_id: int, block_gas_limit: int) -> None:
+    """Chain-dependent rules: chain id, gas bounds. Raises `InvalidTransaction`."""
+    tx = stx.tx
+    if tx.chain_id != chain_id:
+        raise InvalidTransaction(
+            f"invalid chain id: transaction is signed for chain {tx.chain_id}, this chain is {chain_id}"
+        )
+    needed = max(stx.intrinsic_gas, calldata_floor_gas(tx))
+    if tx.gas < needed:
+        raise InvalidTransaction(f"intrinsic gas too low: have {tx.gas}, want {needed}")
+    if tx.gas > block_gas_limit:
+        raise InvalidTransaction(
+            f"exceeds block gas limit: transaction gas {tx.gas} > block gas limit {block_gas_limit}"
+        )

@@ -1,1 +1,3 @@
-"""RxLedger."""
+"""RxLedger: a permissioned QBFT blockchain node for electronic prescriptions."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,126 @@
+"""The `rxledger` command line (INTERFACES.md, "Command line").
+
+Bad arguments exit 2 with one line saying what is wrong; a node that cannot start
+(port taken, data dir locked or from another chain) exits 1 with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from pathlib import Path
+
+from node import __version__
+from node.config import DEFAULT_DEV_DATA_DIR, DEFAULT_RPC_PORT, NodeConfig
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        sys.stderr.write(f"rxledger: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
+    return port
+
+
+def _nonneg_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rxledger", description="RxLedger: a permissioned QBFT ledger for e-prescriptions")
+    parser.add_argument("--version", action="version", version=f"rxledger {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    node = commands.add_parser("node", help="run a node")
+    node_commands = node.add_subparsers(dest="node_command", required=True, parser_class=_Parser)
+    start = node_commands.add_parser("start", help="start a node")
+    mode = start.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--dev", action="store_true", help="one-validator development chain")
+    start.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_DATA_DIR,
+                       help=f"LevelDB data directory (default {DEFAULT_DEV_DATA_DIR})")
+    start.add_argument("--rpc-host", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
+    start.add_argument("--rpc-port", type=_port, default=DEFAULT_RPC_PORT,
+                       help=f"JSON-RPC port (default {DEFAULT_RPC_PORT})")
+    start.add_argument("--empty-block-period", type=_nonneg_float, default=0.0,
+                       help="seconds between empty blocks while idle (default 0: no empty blocks)")
+    start.add_argument("--min-block-interval", type=_nonneg_float, default=0.0,
+                       help="least seconds between two blocks (default 0: a block as soon as transactions wait)")
+    start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def start_dev(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from node.errors import NodeError
+    from node.genesis import dev_genesis, dev_validator_key
+    from node.rpc.app import create_app
+    from node.service import NodeService
+
+    config = NodeConfig(
+        data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
+        empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
+    )
+    try:
+        sock = _bind(config.rpc_host, config.rpc_port)
+    except OSError as exc:
+        print(f"rxledger: cannot listen on {config.rpc_host}:{config.rpc_port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        service = NodeService(config, dev_genesis(), validator_key=dev_validator_key())
+    except NodeError as exc:
+        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
+        return 1
+    log = logging.getLogger("rxledger.node")
+    head = service.chain.head
+    log.info("dev chain: chain id %d, genesis 0x%s, head %d, data dir %s",
+             service.chain.chain_id, service.chain.genesis_hash.hex(), head.number, config.data_dir)
+    service.start_dev_producer()
+    print(f"RxLedger dev node: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
+          f"(chain id {service.chain.chain_id}, head {head.number})", flush=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        service.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, getattr(args, "log_level", "info").upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "node" and args.node_command == "start" and args.dev:
+        return start_dev(args)
+    raise AssertionError("unreachable: argparse requires a known command")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

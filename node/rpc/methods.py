@@ -1,0 +1,463 @@
+"""The JSON-RPC methods (INTERFACES.md, "Ethereum JSON-RPC").
+
+Each method takes the node and the positional params and returns a JSON value, or
+raises `InvalidParams` / a node error. Parameter parsing is strict and names the
+parameter that is wrong, so a client learns what to fix.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Callable
+from typing import Any
+
+from node import __version__
+from node.errors import NodeError
+from node.execution.executor import BlockEnv
+from node.rpc.errors import SERVER_ERROR, InvalidParams, RpcError
+from node.rpc.formatting import d, format_block, format_log, format_receipt, format_transaction, q
+from node.service import NodeService
+from node.types.headers import Header, decode_extra
+
+Method = Callable[[NodeService, list[Any]], Any]
+METHODS: dict[str, Method] = {}
+
+QUANTITY = re.compile(r"^0x(0|[1-9a-fA-F][0-9a-fA-F]*)$")
+DATA = re.compile(r"^0x([0-9a-fA-F]{2})*$")
+BLOCK_TAGS = ("latest", "earliest", "pending", "safe", "finalized")
+
+
+def rpc(name: str) -> Callable[[Method], Method]:
+    def register(fn: Method) -> Method:
+        METHODS[name] = fn
+        return fn
+    return register
+
+
+# -- parameter parsing ---------------------------------------------------------------------
+def param(params: list[Any], index: int, name: str, *, required: bool = True, default: Any = None) -> Any:
+    if index < len(params) and params[index] is not None:
+        return params[index]
+    if required:
+        raise InvalidParams(f"missing value for required argument {index} ({name})")
+    return default
+
+
+def parse_quantity(value: Any, name: str) -> int:
+    if isinstance(value, str) and QUANTITY.match(value):
+        return int(value, 16)
+    raise InvalidParams(f"invalid argument {name}: expected a hex quantity like 0x1a, got {value!r}")
+
+
+def parse_data(value: Any, name: str) -> bytes:
+    if isinstance(value, str) and DATA.match(value):
+        return bytes.fromhex(value[2:])
+    raise InvalidParams(f"invalid argument {name}: expected hex data with an even number of digits, got {value!r}")
+
+
+def parse_fixed(value: Any, name: str, length: int) -> bytes:
+    data = parse_data(value, name)
+    if len(data) != length:
+        raise InvalidParams(f"invalid argument {name}: expected {length} bytes, got {len(data)}")
+    return data
+
+
+def parse_address(value: Any, name: str) -> bytes:
+    return parse_fixed(value, name, 20)
+
+
+def parse_hash(value: Any, name: str) -> bytes:
+    return parse_fixed(value, name, 32)
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise InvalidParams(f"invalid argument {name}: expected true or false, got {value!r}")
+
+
+def resolve_block_number(node: NodeService, value: Any, name: str = "block") -> int:
+    """A block tag or number (or an EIP-1898 object) → a block number that may not exist."""
+    if isinstance(value, dict):
+        if "blockHash" in value:
+            header = header_by_hash(node, parse_hash(value["blockHash"], name + ".blockHash"))
+            return header.number
+        if "blockNumber" in value:
+            value = value["blockNumber"]
+    if value in BLOCK_TAGS:
+        return 0 if value == "earliest" else node.chain.head.number
+    return parse_quantity(value, name)
+
+
+def header_by_hash(node: NodeService, block_hash: bytes) -> Header:
+    block = node.chain.block_by_hash(block_hash)
+    if block is None:
+        raise RpcError(SERVER_ERROR, f"header not found: no final block 0x{block_hash.hex()}")
+    return block.header
+
+
+def state_header(node: NodeService, params: list[Any], index: int) -> Header:
+    """The header whose state a state query reads (default latest)."""
+    number = resolve_block_number(node, param(params, index, "block", required=False, default="latest"))
+    header = node.chain.header_by_number(number)
+    if header is None:
+        raise RpcError(SERVER_ERROR, f"header not found: block {number} is beyond the head "
+                                     f"({node.chain.head.number})")
+    return header
+
+
+# -- chain and client ----------------------------------------------------------------------
+@rpc("web3_clientVersion")
+def web3_client_version(node: NodeService, params: list[Any]) -> str:
+    return f"RxLedger/v{__version__}/{platform.system().lower()}/python{platform.python_version()}"
+
+
+@rpc("eth_chainId")
+def eth_chain_id(node: NodeService, params: list[Any]) -> str:
+    return q(node.chain.chain_id)
+
+
+@rpc("net_version")
+def net_version(node: NodeService, params: list[Any]) -> str:
+    return str(node.chain.chain_id)
+
+
+@rpc("net_listening")
+def net_listening(node: NodeService, params: list[Any]) -> bool:
+    return True
+
+
+@rpc("eth_blockNumber")
+def eth_block_number(node: NodeService, params: list[Any]) -> str:
+    return q(node.chain.head.number)
+
+
+@rpc("eth_syncing")
+def eth_syncing(node: NodeService, params: list[Any]) -> bool:
+    return False
+
+
+@rpc("eth_accounts")
+def eth_accounts(node: NodeService, params: list[Any]) -> list[str]:
+    return []  # the node holds no user keys: clients sign
+
+
+@rpc("eth_gasPrice")
+def eth_gas_price(node: NodeService, params: list[Any]) -> str:
+    return "0x0"
+
+
+@rpc("eth_maxPriorityFeePerGas")
+def eth_max_priority_fee(node: NodeService, params: list[Any]) -> str:
+    return "0x0"
+
+
+@rpc("eth_feeHistory")
+def eth_fee_history(node: NodeService, params: list[Any]) -> dict[str, Any]:
+    count = param(params, 0, "blockCount")
+    count = count if isinstance(count, int) and not isinstance(count, bool) else parse_quantity(count, "blockCount")
+    newest = resolve_block_number(node, param(params, 1, "newestBlock"), "newestBlock")
+    percentiles = param(params, 2, "rewardPercentiles", required=False, default=None)
+    if percentiles is not None and (
+        not isinstance(percentiles, list)
+        or any(not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p <= 100 for p in percentiles)
+        or percentiles != sorted(percentiles)
+    ):
+        raise InvalidParams("invalid argument rewardPercentiles: expected increasing numbers in [0, 100]")
+    newest = min(newest, node.chain.head.number)
+    count = max(0, min(count, 1024, newest + 1))
+    oldest = newest - count + 1
+    ratios = []
+    for n in range(oldest, newest + 1):
+        header = node.chain.header_by_number(n)
+        assert header is not None
+        ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
+    out: dict[str, Any] = {
+        "oldestBlock": q(oldest if count else newest),
+        "baseFeePerGas": ["0x0"] * (count + 1),
+        "gasUsedRatio": ratios,
+        "baseFeePerBlobGas": ["0x0"] * (count + 1),
+        "blobGasUsedRatio": [0.0] * count,
+    }
+    if percentiles is not None:
+        out["reward"] = [["0x0"] * len(percentiles) for _ in range(count)]
+    return out
+
+
+# -- blocks --------------------------------------------------------------------------------
+@rpc("eth_getBlockByNumber")
+def eth_get_block_by_number(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
+    number = resolve_block_number(node, param(params, 0, "block"))
+    full = parse_bool(param(params, 1, "hydrated", required=False, default=False), "hydrated")
+    block = node.chain.block_by_number(number)
+    return None if block is None else format_block(block, full)
+
+
+@rpc("eth_getBlockByHash")
+def eth_get_block_by_hash(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
+    block_hash = parse_hash(param(params, 0, "blockHash"), "blockHash")
+    full = parse_bool(param(params, 1, "hydrated", required=False, default=False), "hydrated")
+    block = node.chain.block_by_hash(block_hash)
+    return None if block is None else format_block(block, full)
+
+
+@rpc("eth_getBlockTransactionCountByNumber")
+def eth_get_block_tx_count_by_number(node: NodeService, params: list[Any]) -> str | None:
+    block = node.chain.block_by_number(resolve_block_number(node, param(params, 0, "block")))
+    return None if block is None else q(len(block.transactions))
+
+
+@rpc("eth_getBlockTransactionCountByHash")
+def eth_get_block_tx_count_by_hash(node: NodeService, params: list[Any]) -> str | None:
+    block = node.chain.block_by_hash(parse_hash(param(params, 0, "blockHash"), "blockHash"))
+    return None if block is None else q(len(block.transactions))
+
+
+# -- transactions and receipts -------------------------------------------------------------
+@rpc("eth_sendRawTransaction")
+def eth_send_raw_transaction(node: NodeService, params: list[Any]) -> str:
+    raw = parse_data(param(params, 0, "transaction"), "transaction")
+    return d(node.submit_raw_transaction(raw))
+
+
+@rpc("eth_getTransactionByHash")
+def eth_get_transaction_by_hash(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
+    tx_hash = parse_hash(param(params, 0, "transactionHash"), "transactionHash")
+    loc = node.chain.locate_transaction(tx_hash)
+    if loc is not None:
+        return format_transaction(loc.block.transactions[loc.index], loc.block, loc.index)
+    waiting = node.pool.get(tx_hash)
+    return None if waiting is None else format_transaction(waiting, None, None)
+
+
+@rpc("eth_getTransactionByBlockNumberAndIndex")
+def eth_get_tx_by_block_number_and_index(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
+    block = node.chain.block_by_number(resolve_block_number(node, param(params, 0, "block")))
+    index = parse_quantity(param(params, 1, "index"), "index")
+    if block is None or index >= len(block.transactions):
+        return None
+    return format_transaction(block.transactions[index], block, index)
+
+
+@rpc("eth_getTransactionByBlockHashAndIndex")
+def eth_get_tx_by_block_hash_and_index(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
+    block = node.chain.block_by_hash(parse_hash(param(params, 0, "blockHash"), "blockHash"))
+    index = parse_quantity(param(params, 1, "index"), "index")
+    if block is None or index >= len(block.transactions):
+        return None
+    return format_transaction(block.transactions[index], block, index)
+
+
+@rpc("eth_getTransactionReceipt")
+def eth_get_transaction_receipt(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
+    tx_hash = parse_hash(param(params, 0, "transactionHash"), "transactionHash")
+    loc = node.chain.locate_transaction(tx_hash)
+    if loc is None:
+        return None  # not final (yet): a receipt exists only for a final block
+    return format_receipt(loc.receipt, loc.block, loc.index, loc.cumulative_before, loc.log_index_before)
+
+
+@rpc("eth_getBlockReceipts")
+def eth_get_block_receipts(node: NodeService, params: list[Any]) -> list[dict[str, Any]] | None:
+    block = node.chain.block_by_number(resolve_block_number(node, param(params, 0, "block")))
+    if block is None:
+        return None
+    receipts = node.chain.receipts(block.hash) or []
+    out, gas_before, logs_before = [], 0, 0
+    for index, receipt in enumerate(receipts):
+        out.append(format_receipt(receipt, block, index, gas_before, logs_before))
+        gas_before = receipt.cumulative_gas_used
+        logs_before += len(receipt.logs)
+    return out
+
+
+# -- state ---------------------------------------------------------------------------------
+@rpc("eth_getTransactionCount")
+def eth_get_transaction_count(node: NodeService, params: list[Any]) -> str:
+    address = parse_address(param(params, 0, "address"), "address")
+    if param(params, 1, "block", required=False, default="latest") == "pending":
+        return q(node.pending_nonce(address))
+    header = state_header(node, params, 1)
+    return q(node.chain.executor.read_state(header.state_root).get_nonce(address))
+
+
+@rpc("eth_getBalance")
+def eth_get_balance(node: NodeService, params: list[Any]) -> str:
+    address = parse_address(param(params, 0, "address"), "address")
+    header = state_header(node, params, 1)
+    return q(node.chain.executor.read_state(header.state_root).get_balance(address))
+
+
+@rpc("eth_getCode")
+def eth_get_code(node: NodeService, params: list[Any]) -> str:
+    address = parse_address(param(params, 0, "address"), "address")
+    header = state_header(node, params, 1)
+    return d(node.chain.executor.read_state(header.state_root).get_code(address))
+
+
+@rpc("eth_getStorageAt")
+def eth_get_storage_at(node: NodeService, params: list[Any]) -> str:
+    address = parse_address(param(params, 0, "address"), "address")
+    slot_param = param(params, 1, "slot")
+    if isinstance(slot_param, str) and DATA.match(slot_param) and len(slot_param) == 66:
+        slot = int(slot_param, 16)
+    else:
+        slot = parse_quantity(slot_param, "slot")
+    if slot >= 2**256:
+        raise InvalidParams("invalid argument slot: exceeds 256 bits")
+    header = state_header(node, params, 2)
+    value = node.chain.executor.read_state(header.state_root).get_storage(address, slot)
+    return d(value.to_bytes(32, "big"))
+
+
+def _call_args(node: NodeService, call: Any) -> dict[str, Any]:
+    if not isinstance(call, dict):
+        raise InvalidParams("invalid argument transaction: expected an object with to, data, ...")
+    data_field = call.get("input", call.get("data"))
+    to = call.get("to")
+    args: dict[str, Any] = {
+        "sender": parse_address(call["from"], "transaction.from") if call.get("from") else b"\x00" * 20,
+        "to": parse_address(to, "transaction.to") if to is not None else b"",  # b"": creation
+        "data": parse_data(data_field, "transaction.input") if data_field is not None else b"",
+        "value": parse_quantity(call["value"], "transaction.value") if call.get("value") else 0,
+    }
+    if call.get("gas"):
+        args["gas"] = parse_quantity(call["gas"], "transaction.gas")
+    return args
+
+
+def _env(header: Header) -> BlockEnv:
+    # A call runs as if in the block after `header`, as geth does for "latest".
+    return BlockEnv(header.number + 1, header.timestamp, header.coinbase, header.gas_limit, header.mix_hash)
+
+
+@rpc("eth_call")
+def eth_call(node: NodeService, params: list[Any]) -> str:
+    args = _call_args(node, param(params, 0, "transaction"))
+    header = state_header(node, params, 1)
+    gas = args.pop("gas", None)
+    if gas is not None and gas > header.gas_limit:
+        raise InvalidParams(f"invalid argument transaction.gas: {gas} exceeds the block gas limit {header.gas_limit}")
+    result = node.chain.executor.call(header.state_root, _env(header), gas=gas, **args)
+    return d(result.output)
+
+
+@rpc("eth_estimateGas")
+def eth_estimate_gas(node: NodeService, params: list[Any]) -> str:
+    args = _call_args(node, param(params, 0, "transaction"))
+    header = state_header(node, params, 1)
+    cap = args.pop("gas", None) or header.gas_limit
+    return q(node.chain.executor.estimate_gas(header.state_root, _env(header), cap=cap, **args))
+
+
+# -- logs ----------------------------------------------------------------------------------
+def _topic_filter(topics: Any) -> list[set[bytes] | None]:
+    if topics is None:
+        return []
+    if not isinstance(topics, list) or len(topics) > 4:
+        raise InvalidParams("invalid argument filter.topics: expected a list of at most 4 entries")
+    out: list[set[bytes] | None] = []
+    for i, entry in enumerate(topics):
+        if entry is None:
+            out.append(None)
+        elif isinstance(entry, list):
+            out.append({parse_hash(t, f"filter.topics[{i}]") for t in entry} or None)
+        else:
+            out.append({parse_hash(entry, f"filter.topics[{i}]")})
+    return out
+
+
+@rpc("eth_getLogs")
+def eth_get_logs(node: NodeService, params: list[Any]) -> list[dict[str, Any]]:
+    flt = param(params, 0, "filter")
+    if not isinstance(flt, dict):
+        raise InvalidParams("invalid argument filter: expected an object")
+    addresses_param = flt.get("address")
+    if addresses_param is None:
+        addresses = None
+    elif isinstance(addresses_param, list):
+        addresses = {parse_address(a, "filter.address") for a in addresses_param}
+    else:
+        addresses = {parse_address(addresses_param, "filter.address")}
+    topics = _topic_filter(flt.get("topics"))
+    if flt.get("blockHash") is not None:
+        if flt.get("fromBlock") is not None or flt.get("toBlock") is not None:
+            raise InvalidParams("invalid argument filter: blockHash cannot be combined with fromBlock/toBlock")
+        block = node.chain.block_by_hash(parse_hash(flt["blockHash"], "filter.blockHash"))
+        if block is None:
+            raise RpcError(SERVER_ERROR, "unknown block: no final block with that hash")
+        numbers = range(block.number, block.number + 1)
+    else:
+        head = node.chain.head.number
+        start = resolve_block_number(node, flt.get("fromBlock") or "latest", "filter.fromBlock")
+        end = min(resolve_block_number(node, flt.get("toBlock") or "latest", "filter.toBlock"), head)
+        if start > end:
+            return []
+        if end - start + 1 > node.config.max_logs_block_range:
+            raise RpcError(SERVER_ERROR, f"block range too large: {end - start + 1} blocks, "
+                                         f"the limit is {node.config.max_logs_block_range}")
+        numbers = range(start, end + 1)
+    out: list[dict[str, Any]] = []
+    for number in numbers:
+        header = node.chain.header_by_number(number)
+        if header is None or not _bloom_may_match(header.logs_bloom, addresses, topics):
+            continue
+        block = node.chain.block_by_number(number)
+        receipts = node.chain.receipts(block.hash) if block else None
+        if block is None or receipts is None:
+            continue
+        log_index = 0
+        for tx_index, receipt in enumerate(receipts):
+            for log in receipt.logs:
+                if _log_matches(log.address, log.topics, addresses, topics):
+                    out.append(format_log(log, block, block.transactions[tx_index], tx_index, log_index))
+                    if len(out) > node.config.max_logs_results:
+                        raise RpcError(SERVER_ERROR, f"query returned more than {node.config.max_logs_results} "
+                                                     "results; narrow the block range or the filter")
+                log_index += 1
+    return out
+
+
+def _log_matches(address: bytes, log_topics: tuple[bytes, ...], addresses: set[bytes] | None,
+                 topics: list[set[bytes] | None]) -> bool:
+    if addresses is not None and address not in addresses:
+        return False
+    if len(topics) > len(log_topics):
+        return False
+    return all(want is None or log_topics[i] in want for i, want in enumerate(topics))
+
+
+def _bloom_may_match(bloom: bytes, addresses: set[bytes] | None, topics: list[set[bytes] | None]) -> bool:
+    from eth_bloom import BloomFilter
+
+    f = BloomFilter(int.from_bytes(bloom, "big"))
+    if addresses is not None and not any(a in f for a in addresses):
+        return False
+    return all(want is None or any(t in f for t in want) for want in topics)
+
+
+# -- QBFT ----------------------------------------------------------------------------------
+@rpc("qbft_getValidatorsByBlockNumber")
+def qbft_get_validators_by_block_number(node: NodeService, params: list[Any]) -> list[str]:
+    number = resolve_block_number(node, param(params, 0, "block"))
+    header = node.chain.header_by_number(number)
+    if header is None:
+        raise RpcError(SERVER_ERROR, f"header not found: block {number} is beyond the head")
+    return [d(v) for v in decode_extra(header.extra_data).validators]
+
+
+@rpc("qbft_getPendingVotes")
+def qbft_get_pending_votes(node: NodeService, params: list[Any]) -> dict[str, bool]:
+    return {d(v): add for v, add in node.pending_votes.items()}
+
+
+@rpc("qbft_proposeValidatorVote")
+def qbft_propose_validator_vote(node: NodeService, params: list[Any]) -> bool:
+    validator = parse_address(param(params, 0, "validatorAddress"), "validatorAddress")
+    add = parse_bool(param(params, 1, "add"), "add")
+    try:
+        node.propose_vote(validator, add)
+    except NodeError as exc:
+        raise RpcError(SERVER_ERROR, str(exc)) from exc
+    return True

@@ -47,4 +47,5 @@ def load_artifact(name: str) -> dict[str, Any]:
             f"contract artifact {name!r} not found at {path}; "
             "run `python contracts/build.py` to compile contracts/src/*.sol"
         ) from None
-    return json.loads(text)
+    artifact: dict[str, Any] = json.loads(text)
+    return artifact

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 from node.consensus.validators import apply_votes, validators_commitment
 from node.errors import InvalidBlock, NodeError
 from node.execution.chaincode import ChaincodeHost
-from node.execution.evm import PendingStateDB, new_atomic_db
 from node.execution.executor import BlockEnv, BlockExecution, Executor
 from node.genesis import GenesisConfig
 from node.storage import chain_store as cs
@@ -39,6 +38,7 @@ from node.types.headers import (
     encode_extra,
 )
 from node.types.receipts import Receipt, encode_receipt
+from node.types.transactions import SignedTransaction
 
 log = logging.getLogger(__name__)
 
@@ -89,18 +89,12 @@ class Chain:
 
     # -- genesis ---------------------------------------------------------------------------
     def _write_genesis(self) -> None:
-        pending = PendingStateDB(self.store)
-        from eth.db.account import AccountDB
-
-        accounts = AccountDB(new_atomic_db(pending), EMPTY_TRIE_ROOT)
-        for address, balance in self.genesis.balances:
-            accounts.set_balance(address, balance)
-        accounts.persist()
+        state_root, state_writes = self.executor.genesis_state(self.genesis.balances)
         validators = tuple(sorted(self.genesis.validators))
         extra = QbftExtra(validators_commitment(validators), validators, None, 0, ())
         header = Header(
             parent_hash=ZERO_HASH, ommers_hash=EMPTY_OMMERS_HASH, coinbase=ZERO_ADDRESS,
-            state_root=accounts.state_root, transactions_root=EMPTY_TRIE_ROOT,
+            state_root=state_root, transactions_root=EMPTY_TRIE_ROOT,
             receipts_root=EMPTY_TRIE_ROOT, logs_bloom=EMPTY_BLOOM, difficulty=1, number=0,
             gas_limit=self.genesis.gas_limit, gas_used=0, timestamp=self.genesis.timestamp,
             extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8,
@@ -110,7 +104,7 @@ class Chain:
         )
         block = Block(header, ())
         cs.save_block(
-            self.store, block, [], dict(pending.writes()),
+            self.store, block, [], state_writes,
             {cs.META_GENESIS_CONFIG: self.genesis.encode(), cs.META_GENESIS_HASH: block.hash},
         )
 
@@ -187,7 +181,7 @@ class Chain:
         return address in self.enrolled
 
     def state_nonce(self, address: bytes) -> int:
-        return self.executor.read_state(self.head.state_root).get_nonce(address)
+        return self.executor.get_nonce(self.head.state_root, address)
 
     # -- writing ---------------------------------------------------------------------------
     def env_for(self, parent: Header, timestamp: int, coinbase: bytes) -> BlockEnv:
@@ -195,7 +189,7 @@ class Chain:
 
     def build_block(
         self,
-        transactions: Sequence,
+        transactions: Sequence[SignedTransaction],
         *,
         timestamp: int,
         proposer: bytes,

@@ -11,13 +11,14 @@ import logging
 import socket
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from node import __version__
 from node.config import DEFAULT_DEV_DATA_DIR, DEFAULT_RPC_PORT, NodeConfig
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         sys.stderr.write(f"rxledger: error: {message} (see --help)\n")
         sys.exit(2)
 

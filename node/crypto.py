@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import eth_hash.auto
 from eth_hash.backends import pysha3 as _pysha3
-from eth_keys import KeyAPI
-from eth_keys.backends import CoinCurveECCBackend
+from eth_keys.backends.coincurve import CoinCurveECCBackend
 from eth_keys.datatypes import PrivateKey, Signature
+from eth_keys.main import KeyAPI
 
 keccak256 = _pysha3.keccak256
 
@@ -29,7 +29,7 @@ keys = KeyAPI(CoinCurveECCBackend())
 
 def install_keccak_backend() -> None:
     """Make every eth-hash user in this process (py-evm, trie, eth-utils) use pysha3."""
-    eth_hash.auto.keccak.hasher = _pysha3.keccak256
+    eth_hash.auto.keccak.hasher = _pysha3.keccak256  # type: ignore[assignment]
 
 
 install_keccak_backend()

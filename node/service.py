@@ -25,7 +25,7 @@ from node.txpool.pool import TxPool
 from node.types.blocks import Block
 from node.types.headers import Vote, seal_hash
 from node.types.receipts import Receipt
-from node.types.transactions import decode_transaction
+from node.types.transactions import SignedTransaction, decode_transaction
 
 log = logging.getLogger("rxledger.node")
 
@@ -171,7 +171,7 @@ class DevProducer:
                 log.exception("dev producer failed; no further blocks will be made")
                 return
 
-    def produce(self, txs: list) -> Block:
+    def produce(self, txs: list[SignedTransaction]) -> Block:
         node = self.node
         assert node.validator_key is not None and node.validator is not None
         block, execution = node.chain.build_block(

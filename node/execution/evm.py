@@ -29,6 +29,7 @@ from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
 from eth.vm.forks.prague.transactions import PragueTransactionBuilder
+from eth_typing import Address
 
 from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeSession
 from node.storage.base import KeyValueStore
@@ -92,7 +93,7 @@ def _chaincode_entry(computation: ComputationAPI) -> ComputationAPI:
         raise Revert(result.output)
     for log in result.logs:
         computation.add_log_entry(
-            log.address, tuple(int.from_bytes(t, "big") for t in log.topics), log.data
+            Address(log.address), tuple(int.from_bytes(t, "big") for t in log.topics), log.data
         )
     computation.output = result.output
     return computation
@@ -139,7 +140,7 @@ def state_class_for(addresses: tuple[bytes, ...]) -> type[RxLedgerState]:
     if cls is None:
         precompiles = dict(PragueComputation.get_precompiles())
         for address in addresses:
-            precompiles[address] = _chaincode_entry
+            precompiles[Address(address)] = _chaincode_entry
         computation = type("RxLedgerChaincodeComputation", (RxLedgerComputation,),
                            {"_precompiles": precompiles})
         cls = type("RxLedgerChaincodeState", (RxLedgerState,), {"computation_class": computation})

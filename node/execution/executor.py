@@ -18,12 +18,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth.db.account import AccountDB
 from eth.exceptions import Revert as _Revert
 from eth.vm.execution_context import ExecutionContext
 from eth.vm.forks.prague.transactions import PragueUnsignedLegacyTransaction
 from eth.vm.spoof import SpoofTransaction
-from eth_abi import decode as abi_decode
-from eth_utils import ValidationError as EVMValidationError
+from eth_abi.abi import decode as abi_decode
+from eth_typing import Address, BlockNumber, Hash32
+from eth_utils.exceptions import ValidationError as EVMValidationError
 
 from node.errors import ExecutionError, InvalidBlock, Reverted
 from node.execution.chaincode import BlockInfo, ChaincodeHost, NoChaincode
@@ -37,12 +39,15 @@ from node.execution.evm import (
     to_evm_transaction,
 )
 from node.storage.base import KeyValueStore
+from node.types.headers import EMPTY_TRIE_ROOT
 from node.types.receipts import Log, Receipt, logs_bloom, merge_blooms
 from node.types.transactions import SignedTransaction
 
 log = logging.getLogger(__name__)
 
 ZERO_ADDRESS = b"\x00" * 20
+# Slot 0 of this account holds the chaincode state commitment (see _commit_chaincode_root).
+CHAINCODE_ROOT_ADDRESS = Address(b"\x00" * 18 + b"\x10\x00")
 ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
 
@@ -118,25 +123,46 @@ class Executor:
         """A py-evm state over `state_root` whose writes stay in the returned pending DB."""
         pending = PendingStateDB(self.store)
         context = ExecutionContext(
-            coinbase=env.coinbase,
+            coinbase=Address(env.coinbase),
             timestamp=env.timestamp,
-            block_number=env.number,
+            block_number=BlockNumber(env.number),
             difficulty=0,
-            mix_hash=env.mix_hash,
+            mix_hash=Hash32(env.mix_hash),
             gas_limit=env.gas_limit,
-            prev_hashes=ancestor_hashes(self.canonical_hash, env.number),
+            prev_hashes=(Hash32(h) for h in ancestor_hashes(self.canonical_hash, env.number)),
             chain_id=self.chain_id,
             base_fee_per_gas=0,
             excess_blob_gas=0,
         )
-        state = self._state_class(new_atomic_db(pending), context, state_root)
+        state = self._state_class(new_atomic_db(pending), context, Hash32(state_root))
         state.block_info = BlockInfo(env.number, env.timestamp, env.coinbase, self.chain_id)
         return state, pending
 
     def read_state(self, state_root: bytes) -> RxLedgerState:
-        """A read-only view of the accounts at `state_root` (balances, nonces, code, storage)."""
+        """A read-only view of the accounts at `state_root`."""
         env = BlockEnv(0, 0, ZERO_ADDRESS, 0, b"\x00" * 32)
         return self.open_state(state_root, env)[0]
+
+    def get_nonce(self, state_root: bytes, address: bytes) -> int:
+        return self.read_state(state_root).get_nonce(Address(address))
+
+    def get_balance(self, state_root: bytes, address: bytes) -> int:
+        return self.read_state(state_root).get_balance(Address(address))
+
+    def get_code(self, state_root: bytes, address: bytes) -> bytes:
+        return bytes(self.read_state(state_root).get_code(Address(address)))
+
+    def get_storage(self, state_root: bytes, address: bytes, slot: int) -> int:
+        return self.read_state(state_root).get_storage(Address(address), slot)
+
+    def genesis_state(self, balances: Sequence[tuple[bytes, int]]) -> tuple[bytes, dict[bytes, bytes | None]]:
+        """The state root and storage writes of a genesis allocation."""
+        pending = PendingStateDB(self.store)
+        accounts = AccountDB(new_atomic_db(pending), Hash32(EMPTY_TRIE_ROOT))
+        for address, balance in balances:
+            accounts.set_balance(Address(address), balance)
+        accounts.persist()
+        return bytes(accounts.state_root), dict(pending.writes())
 
     # -- blocks ----------------------------------------------------------------------------
     def execute_block(
@@ -197,7 +223,7 @@ class Executor:
     def _commit_chaincode_root(self, state: RxLedgerState, commitment: bytes) -> None:
         # The chaincode commitment is stored in one slot of the reserved address 0x…1000,
         # so the header's state root commits to chaincode state with one trie update per block.
-        state.set_storage(b"\x00" * 18 + b"\x10\x00", 0, int.from_bytes(commitment, "big"))
+        state.set_storage(CHAINCODE_ROOT_ADDRESS, 0, int.from_bytes(commitment, "big"))
 
     # -- calls -----------------------------------------------------------------------------
     def call(
@@ -220,11 +246,11 @@ class Executor:
         if self.chaincode.addresses():
             state.chaincode_session = self.chaincode.open_session(state_root, state.block_info)
         unsigned = PragueUnsignedLegacyTransaction(
-            nonce=state.get_nonce(sender), gas_price=0, gas=gas, to=to, value=value, data=data
+            nonce=state.get_nonce(Address(sender)), gas_price=0, gas=gas, to=to, value=value, data=data
         )
         tx = SpoofTransaction(unsigned, from_=sender)
         try:
-            computation = state.apply_transaction(tx)
+            computation = state.apply_transaction(tx)  # type: ignore[arg-type]  # spoofed sender
         except EVMValidationError as exc:
             raise ExecutionError(f"call cannot run: {exc}") from exc
         gas_used = gas - computation.get_gas_remaining()

@@ -279,21 +279,21 @@ def eth_get_transaction_count(node: NodeService, params: list[Any]) -> str:
     if param(params, 1, "block", required=False, default="latest") == "pending":
         return q(node.pending_nonce(address))
     header = state_header(node, params, 1)
-    return q(node.chain.executor.read_state(header.state_root).get_nonce(address))
+    return q(node.chain.executor.get_nonce(header.state_root, address))
 
 
 @rpc("eth_getBalance")
 def eth_get_balance(node: NodeService, params: list[Any]) -> str:
     address = parse_address(param(params, 0, "address"), "address")
     header = state_header(node, params, 1)
-    return q(node.chain.executor.read_state(header.state_root).get_balance(address))
+    return q(node.chain.executor.get_balance(header.state_root, address))
 
 
 @rpc("eth_getCode")
 def eth_get_code(node: NodeService, params: list[Any]) -> str:
     address = parse_address(param(params, 0, "address"), "address")
     header = state_header(node, params, 1)
-    return d(node.chain.executor.read_state(header.state_root).get_code(address))
+    return d(node.chain.executor.get_code(header.state_root, address))
 
 
 @rpc("eth_getStorageAt")
@@ -307,7 +307,7 @@ def eth_get_storage_at(node: NodeService, params: list[Any]) -> str:
     if slot >= 2**256:
         raise InvalidParams("invalid argument slot: exceeds 256 bits")
     header = state_header(node, params, 2)
-    value = node.chain.executor.read_state(header.state_root).get_storage(address, slot)
+    value = node.chain.executor.get_storage(header.state_root, address, slot)
     return d(value.to_bytes(32, "big"))
 
 
@@ -429,7 +429,7 @@ def _log_matches(address: bytes, log_topics: tuple[bytes, ...], addresses: set[b
 
 
 def _bloom_may_match(bloom: bytes, addresses: set[bytes] | None, topics: list[set[bytes] | None]) -> bool:
-    from eth_bloom import BloomFilter
+    from eth_bloom.bloom import BloomFilter
 
     f = BloomFilter(int.from_bytes(bloom, "big"))
     if addresses is not None and not any(a in f for a in addresses):

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import rlp
-from trie import HexaryTrie
+from trie.hexary import HexaryTrie
 
 from node.errors import InvalidBlock
 from node.types.headers import EMPTY_TRIE_ROOT, Header, block_hash, decode_header, encode_header

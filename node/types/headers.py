@@ -124,7 +124,7 @@ class Header:
     requests_hash: bytes
 
     def fields(self) -> list[object]:
-        return [getattr(self, name) for name in self.__slots__]  # type: ignore[attr-defined]
+        return [getattr(self, name) for name in self.__slots__]
 
     @property
     def extra(self) -> QbftExtra:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import rlp
-from eth_bloom import BloomFilter
+from eth_bloom.bloom import BloomFilter
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 LOG_SEDES = List([Binary.fixed_length(20), CountableList(Binary.fixed_length(32)), binary], strict=True)

@@ -90,6 +90,7 @@ def _chaincode_entry(computation: ComputationAPI) -> ComputationAPI:
     )
     computation.consume_gas(min(result.gas_used, computation.get_gas_remaining()), "chaincode")
     if result.reverted:
+        computation.output = result.output  # as the REVERT opcode does: revert data is output
         raise Revert(result.output)
     for log in result.logs:
         computation.add_log_entry(

@@ -1,0 +1,248 @@
+"""node.chain and node.execution: genesis, building, verifying and committing blocks on
+real LevelDB files, the chaincode hook, and validator votes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import pytest
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from node.artifacts import load_artifact
+from node.chain import Chain
+from node.consensus.validators import apply_votes, quorum, validators_commitment
+from node.crypto import private_key_to_address
+from node.errors import ExecutionError, InvalidBlock, NodeError, Reverted
+from node.execution.chaincode import (
+    PRESCRIPTION_REGISTRY,
+    BlockInfo,
+    ChaincodeCall,
+    ChaincodeResult,
+)
+from node.genesis import dev_accounts, dev_genesis, dev_validator_key
+from node.storage import LevelDBStore, MemoryStore
+from node.types import Log, Vote, decode_extra, decode_transaction
+
+ACCOUNTS = dev_accounts()
+DEPLOYER = Account.from_key(ACCOUNTS[9].private_key)
+VALIDATOR = private_key_to_address(dev_validator_key())
+COUNTER = load_artifact("Counter")
+
+
+def selector(sig: str) -> bytes:
+    return keccak(text=sig)[:4]
+
+
+def signed(nonce: int, *, to: bytes | None = None, data: bytes = b"", gas: int = 200_000, account=DEPLOYER):
+    tx = dict(nonce=nonce, gasPrice=0, gas=gas, value=0, data=data, chainId=2024)
+    if to is not None:
+        tx["to"] = to_checksum_address(to)
+    return decode_transaction(bytes(account.sign_transaction(tx).raw_transaction))
+
+
+def deploy_counter(chain: Chain) -> bytes:
+    code = bytes.fromhex(COUNTER["bytecode"][2:]) + abi_encode(["uint256"], [5])
+    block, ex = chain.build_block([signed(0, data=code, gas=1_000_000)], timestamp=int(time.time()),
+                                  proposer=VALIDATOR)
+    assert ex.receipts[0].status == 1
+    chain.commit_block(block, ex)
+    import rlp
+    return keccak(rlp.encode([DEPLOYER.address and bytes.fromhex(DEPLOYER.address[2:]), 0]))[12:]
+
+
+def test_genesis_is_deterministic_and_reopens(tmp_path):
+    a = Chain(MemoryStore(), dev_genesis())
+    b = Chain(MemoryStore(), dev_genesis())
+    assert a.genesis_hash == b.genesis_hash == a.head.hash
+    extra = decode_extra(a.head.extra_data)
+    assert extra.validators == (VALIDATOR,)
+    assert extra.vanity == validators_commitment([VALIDATOR])
+    store = LevelDBStore(tmp_path / "db")
+    Chain(store, dev_genesis())
+    store.close()
+    store = LevelDBStore(tmp_path / "db")
+    assert Chain(store, dev_genesis()).genesis_hash == a.genesis_hash
+    with pytest.raises(NodeError, match="holds a different chain"):
+        Chain(store, dev_genesis(chain_id=7))
+    store.close()
+
+
+def test_blocks_survive_reopen_with_receipts_and_state(tmp_path):
+    store = LevelDBStore(tmp_path / "db")
+    chain = Chain(store, dev_genesis())
+    counter = deploy_counter(chain)
+    txs = [signed(n, to=counter, data=selector("increment()")) for n in range(1, 6)]
+    block, ex = chain.build_block(txs, timestamp=int(time.time()), proposer=VALIDATOR)
+    chain.commit_block(block, ex)
+    head, state_root = chain.head, chain.head.state_root
+    store.close()
+
+    store = LevelDBStore(tmp_path / "db")
+    chain = Chain(store, dev_genesis())
+    assert chain.head == head and chain.head.number == 2
+    receipts = chain.receipts(head.hash)
+    assert [r.status for r in receipts] == [1] * 5
+    assert receipts[-1].logs[0].topics[0] == keccak(text="Incremented(address,uint256)")
+    loc = chain.locate_transaction(txs[3].hash)
+    assert loc.block.number == 2 and loc.index == 3 and loc.log_index_before == 3
+    env = chain.env_for(chain.head, chain.head.timestamp, VALIDATOR)
+    out = chain.executor.call(state_root, env, sender=b"\x00" * 20, to=counter, data=selector("count()"))
+    assert int.from_bytes(out.output, "big") == 10
+    assert chain.state_nonce(DEPLOYER.address and bytes.fromhex(DEPLOYER.address[2:])) == 6
+    store.close()
+
+
+def test_block_building_skips_stale_nonces_and_defers_over_gas():
+    chain = Chain(MemoryStore(), dev_genesis(gas_limit=100_000))
+    stale = signed(5, to=VALIDATOR, gas=21_000)
+    first, second = signed(0, to=VALIDATOR, gas=60_000), signed(1, to=VALIDATOR, gas=60_000)
+    block, ex = chain.build_block([stale, first, second], timestamp=1, proposer=VALIDATOR)
+    assert [t.hash for t in block.transactions] == [first.hash]
+    assert ex.skipped[0][0] is stale and "nonce" in ex.skipped[0][1].lower()
+    assert ex.deferred == [second]
+
+
+def test_verify_execution_accepts_built_block_and_rejects_tampering():
+    builder = Chain(MemoryStore(), dev_genesis())
+    verifier = Chain(MemoryStore(), dev_genesis())
+    block, ex = builder.build_block([signed(0), signed(1)], timestamp=int(time.time()), proposer=VALIDATOR)
+    verifier.verify_execution(block)
+    for name, change in [("state root", dict(state_root=b"\x01" * 32)),
+                         ("receipts root", dict(receipts_root=b"\x01" * 32)),
+                         ("gas used", dict(gas_used=1))]:
+        bad = replace(block, header=replace(block.header, **change))
+        with pytest.raises(InvalidBlock, match=name):
+            verifier.verify_execution(bad)
+    with pytest.raises(InvalidBlock, match="does not extend"):
+        verifier.verify_execution(replace(block, header=replace(block.header, parent_hash=b"\x00" * 32)))
+
+
+def test_commit_refuses_a_block_not_on_the_head():
+    chain = Chain(MemoryStore(), dev_genesis())
+    block, ex = chain.build_block([signed(0)], timestamp=1, proposer=VALIDATOR)
+    chain.commit_block(block, ex)
+    with pytest.raises(InvalidBlock, match="does not extend the head"):
+        chain.commit_block(block, ex)
+
+
+def test_revert_reason_and_custom_error_from_calls():
+    chain = Chain(MemoryStore(), dev_genesis())
+    counter = deploy_counter(chain)
+    env = chain.env_for(chain.head, chain.head.timestamp, VALIDATOR)
+    with pytest.raises(Reverted) as info:
+        chain.executor.call(chain.head.state_root, env, sender=b"\x00" * 20, to=counter, data=selector("fail()"))
+    assert info.value.reason == "Counter: always fails"
+    assert str(info.value) == "execution reverted: Counter: always fails"
+    with pytest.raises(Reverted) as info:
+        chain.executor.call(chain.head.state_root, env, sender=b"\x01" * 20, to=counter, data=selector("reset()"))
+    assert info.value.reason is None and info.value.data[:4] == selector("NotOwner(address)")
+    gas = chain.executor.estimate_gas(chain.head.state_root, env, sender=b"\x00" * 20, to=counter,
+                                      data=selector("increment()"))
+    chain.executor.call(chain.head.state_root, env, sender=b"\x00" * 20, to=counter,
+                        data=selector("increment()"), gas=gas)
+    with pytest.raises(ExecutionError, match="OutOfGas"):
+        chain.executor.call(chain.head.state_root, env, sender=b"\x00" * 20, to=counter,
+                            data=selector("increment()"), gas=gas - 1)
+
+
+# -- the chaincode hook ----------------------------------------------------------------------
+TOPIC = keccak(text="Noted(bytes)")
+
+
+@dataclass
+class NoteSession:
+    """A tiny journaled chaincode: stores the last note; data 0xff… reverts."""
+
+    notes: list[bytes]
+    journal: list[int] = field(default_factory=list)
+    calls: list[ChaincodeCall] = field(default_factory=list)
+
+    def call(self, call: ChaincodeCall) -> ChaincodeResult:
+        self.calls.append(call)
+        if call.data[:1] == b"\xff":
+            return ChaincodeResult(output=b"\x08\xc3\x79\xa0" + abi_encode(["string"], ["no"]), gas_used=500,
+                                   reverted=True)
+        self.notes.append(call.data)
+        return ChaincodeResult(output=call.sender.rjust(32, b"\x00"), gas_used=1000,
+                               logs=[Log(call.address, (TOPIC,), call.data)])
+
+    def snapshot(self) -> int:
+        self.journal.append(len(self.notes))
+        return len(self.journal) - 1
+
+    def revert(self, checkpoint: int) -> None:
+        del self.notes[self.journal[checkpoint]:]
+        del self.journal[checkpoint:]
+
+    def commit(self, checkpoint: int) -> None:
+        del self.journal[checkpoint:]
+
+    def finish(self) -> tuple[Mapping[bytes, bytes | None], bytes]:
+        return {b"c" + b"notes": b"|".join(self.notes)}, keccak(b"|".join(self.notes))
+
+
+class NoteHost:
+    def __init__(self) -> None:
+        self.sessions: list[NoteSession] = []
+
+    def addresses(self) -> tuple[bytes, ...]:
+        return (PRESCRIPTION_REGISTRY,)
+
+    def open_session(self, parent_commitment: bytes, block: BlockInfo) -> NoteSession:
+        session = NoteSession([])
+        self.sessions.append(session)
+        return session
+
+
+def test_reserved_address_calls_run_chaincode_and_produce_receipts():
+    host = NoteHost()
+    store = MemoryStore()
+    chain = Chain(store, dev_genesis(), chaincode=host)
+    ok = signed(0, to=PRESCRIPTION_REGISTRY, data=b"hello")
+    bad = signed(1, to=PRESCRIPTION_REGISTRY, data=b"\xff")
+    plain = Chain(MemoryStore(), dev_genesis())
+    block, ex = chain.build_block([ok, bad], timestamp=1234, proposer=VALIDATOR)
+    assert [r.status for r in ex.receipts] == [1, 0]
+    assert ex.receipts[0].logs == (Log(PRESCRIPTION_REGISTRY, (TOPIC,), b"hello"),)
+    assert ex.receipts[1].logs == ()
+    session = host.sessions[0]
+    assert session.notes == [b"hello"]  # the reverted call left nothing
+    call = session.calls[0]
+    assert call.sender == bytes.fromhex(DEPLOYER.address[2:]) and call.block.timestamp == 1234
+    assert ex.writes[b"cnotes"] == b"hello"
+    # The chaincode commitment is part of the state root.
+    plain_block, _ = plain.build_block([ok, bad], timestamp=1234, proposer=VALIDATOR)
+    assert block.header.state_root != plain_block.header.state_root
+    chain.commit_block(block, ex)
+    assert store.get(b"cnotes") == b"hello"
+    env = chain.env_for(chain.head, 1235, VALIDATOR)
+    with pytest.raises(Reverted, match="execution reverted: no"):
+        chain.executor.call(chain.head.state_root, env, sender=b"\x02" * 20, to=PRESCRIPTION_REGISTRY, data=b"\xff")
+    out = chain.executor.call(chain.head.state_root, env, sender=b"\x02" * 20, to=PRESCRIPTION_REGISTRY, data=b"x")
+    assert out.output == (b"\x02" * 20).rjust(32, b"\x00")
+
+
+# -- validator votes -------------------------------------------------------------------------
+def test_votes_take_effect_with_more_than_half():
+    a, b, c, d, e = (bytes([i]) * 20 for i in range(1, 6))
+    vals = (a, b, c, d)
+    assert apply_votes(vals, [(a, Vote(e, True)), (b, Vote(e, True))]) == vals  # 2 of 4 is not a majority
+    assert apply_votes(vals, [(a, Vote(e, True)), (b, Vote(e, True)), (c, Vote(e, True))]) == tuple(sorted(vals + (e,)))
+    assert apply_votes(vals, [(a, Vote(e, True)), (a, Vote(e, True)), (a, Vote(e, True))]) == vals  # one voter
+    assert apply_votes(vals, [(e, Vote(d, False))] * 3) == vals  # non-validators cannot vote
+    assert apply_votes(vals, [(a, Vote(d, False)), (b, Vote(d, False)), (c, Vote(d, False))]) == (a, b, c)
+    assert [quorum(n) for n in (1, 3, 4, 5, 7)] == [1, 2, 3, 4, 5]
+
+
+def test_chain_applies_header_votes_to_next_validators():
+    chain = Chain(MemoryStore(), dev_genesis())
+    other = b"\x77" * 20
+    block, ex = chain.build_block([], timestamp=1, proposer=VALIDATOR, vote=Vote(other, True))
+    assert decode_extra(block.header.extra_data).vanity == validators_commitment([VALIDATOR, other])
+    chain.commit_block(block, ex)
+    assert chain.next_validators(chain.head) == tuple(sorted((VALIDATOR, other)))
+    assert chain.validators_at(1) == (VALIDATOR,)

@@ -1,0 +1,229 @@
+"""node.types: transactions against eth-account's encoding, header hash rules, codecs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import rlp
+from eth_account import Account
+from eth_utils import to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from node.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
+from node.errors import InvalidBlock, InvalidTransaction
+from node.genesis import dev_accounts
+from node.types import (
+    Block,
+    Log,
+    QbftExtra,
+    Receipt,
+    Vote,
+    block_hash,
+    decode_block,
+    decode_extra,
+    decode_header,
+    decode_receipt,
+    decode_transaction,
+    encode_block,
+    encode_extra,
+    encode_header,
+    encode_receipt,
+    logs_bloom,
+    recover_seal_signers,
+    seal_hash,
+    validate_transaction,
+)
+from node.types.headers import EMPTY_REQUESTS_HASH, EMPTY_TRIE_ROOT, QBFT_MIX_HASH, Header
+
+KEY = dev_accounts()[9].private_key
+SENDER = dev_accounts()[9].address
+TO = dev_accounts()[1].address
+TO_HEX = to_checksum_address(TO)
+
+
+def sign(**tx: object) -> bytes:
+    return bytes(Account.from_key(KEY).sign_transaction(tx).raw_transaction)
+
+
+def legacy(**over: object) -> bytes:
+    tx: dict[str, object] = dict(nonce=0, gasPrice=0, gas=21000, to=TO_HEX, value=0, data=b"", chainId=2024)
+    tx.update(over)
+    return sign(**tx)
+
+
+def dynamic(**over: object) -> bytes:
+    tx: dict[str, object] = dict(nonce=0, maxFeePerGas=0, maxPriorityFeePerGas=0, gas=21000,
+                                 to=TO_HEX, value=0, data=b"", chainId=2024, type=2)
+    tx.update(over)
+    return sign(**tx)
+
+
+@pytest.mark.parametrize("make", [legacy, dynamic], ids=["legacy", "eip1559"])
+def test_decode_recovers_sender_and_hash_like_eth_account(make):
+    raw = make(nonce=7, data=b"\x01\x00\x02")
+    stx = decode_transaction(raw)
+    assert stx.sender == SENDER
+    assert stx.hash == keccak256(raw)
+    assert stx.raw == raw and stx.tx.encode() == raw
+    assert stx.nonce == 7 and stx.tx.chain_id == 2024
+    assert stx.intrinsic_gas == 21000 + 2 * 16 + 4
+
+
+def test_eip1559_access_list_roundtrip_and_intrinsic_gas():
+    raw = dynamic(gas=60000, accessList=[{"address": TO_HEX, "storageKeys": ["0x" + "00" * 31 + "01"]}])
+    stx = decode_transaction(raw)
+    assert stx.tx.access_list == ((TO, (b"\x00" * 31 + b"\x01",)),)
+    assert stx.intrinsic_gas == 21000 + 2400 + 1900
+
+
+def test_contract_creation_has_empty_to_and_creation_gas():
+    stx = decode_transaction(legacy(to=b"", gas=100000, data=b"\x60\x00"))
+    assert stx.to == b""
+    assert stx.intrinsic_gas == 21000 + 32000 + 2 + 16 + 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "empty"),
+        (bytes.fromhex("f8ff00"), "malformed RLP"),
+        (bytes.fromhex("02c0"), "malformed RLP"),
+        (bytes.fromhex("01c0"), "access-list (0x01) is not supported"),
+        (bytes.fromhex("03c0"), "blob (0x03) is not supported"),
+        (bytes.fromhex("7f00"), "unknown transaction type 0x7f"),
+    ],
+)
+def test_malformed_transactions_are_refused_with_reason(raw, message):
+    with pytest.raises(InvalidTransaction, match=message.replace("(", r"\(").replace(")", r"\)")):
+        decode_transaction(raw)
+
+
+def test_unprotected_legacy_signature_is_refused():
+    tx = dict(nonce=0, gasPrice=0, gas=21000, to=TO_HEX, value=0, data=b"")
+    raw = bytes(Account.from_key(KEY).sign_transaction(tx).raw_transaction)
+    with pytest.raises(InvalidTransaction, match="replay-protected"):
+        decode_transaction(raw)
+
+
+def test_high_s_signature_is_refused():
+    stx = decode_transaction(legacy())
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    tx = stx.tx
+    flipped = replace(tx, s=n - tx.s, v=tx.v ^ 1)
+    with pytest.raises(InvalidTransaction, match="lower half"):
+        decode_transaction(flipped.encode())
+
+
+def test_non_canonical_encoding_is_refused():
+    stx = decode_transaction(legacy())
+    items = rlp.decode(stx.raw)
+    items[0] = b"\x00"  # nonce 0 written with a leading zero byte
+    with pytest.raises(InvalidTransaction):
+        decode_transaction(rlp.encode(items))
+
+
+def test_validate_transaction_checks_chain_id_and_gas():
+    validate_transaction(decode_transaction(legacy()), chain_id=2024, block_gas_limit=30_000_000)
+    with pytest.raises(InvalidTransaction, match="chain 1, this chain is 2024"):
+        validate_transaction(decode_transaction(legacy(chainId=1)), chain_id=2024, block_gas_limit=30_000_000)
+    with pytest.raises(InvalidTransaction, match="intrinsic gas too low"):
+        validate_transaction(decode_transaction(legacy(gas=21000, data=b"\x01")), chain_id=2024,
+                             block_gas_limit=30_000_000)
+    with pytest.raises(InvalidTransaction, match="exceeds block gas limit"):
+        validate_transaction(decode_transaction(legacy(gas=40_000_000)), chain_id=2024,
+                             block_gas_limit=30_000_000)
+
+
+def make_header(extra: QbftExtra, **over: object) -> Header:
+    fields: dict[str, object] = dict(
+        parent_hash=b"\x11" * 32, ommers_hash=b"\x22" * 32, coinbase=b"\x33" * 20, state_root=EMPTY_TRIE_ROOT,
+        transactions_root=EMPTY_TRIE_ROOT, receipts_root=EMPTY_TRIE_ROOT, logs_bloom=b"\x00" * 256,
+        difficulty=1, number=5, gas_limit=30_000_000, gas_used=0, timestamp=1_700_000_000,
+        extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8, base_fee_per_gas=0,
+        withdrawals_root=EMPTY_TRIE_ROOT, blob_gas_used=0, excess_blob_gas=0,
+        parent_beacon_block_root=b"\x00" * 32, requests_hash=EMPTY_REQUESTS_HASH,
+    )
+    fields.update(over)
+    return Header(**fields)  # type: ignore[arg-type]
+
+
+VALIDATOR_KEYS = [a.private_key for a in dev_accounts()[:4]]
+VALIDATORS = tuple(sorted(private_key_to_address(k) for k in VALIDATOR_KEYS))
+
+
+def test_extra_data_roundtrip_sorts_validators_and_keeps_vote():
+    extra = QbftExtra(b"\x00" * 32, tuple(reversed(VALIDATORS)), Vote(b"\x44" * 20, False), 3, (b"\x01" * 65,))
+    decoded = decode_extra(encode_extra(extra))
+    assert decoded.validators == VALIDATORS
+    assert decoded.vote == Vote(b"\x44" * 20, False)
+    assert decoded.round == 3 and decoded.seals == (b"\x01" * 65,)
+    assert decode_extra(encode_extra(replace(extra, vote=Vote(b"\x44" * 20, True)))).vote.add is True
+    assert decode_extra(encode_extra(replace(extra, vote=None))).vote is None
+
+
+def test_extra_data_layout_is_besu_qbft():
+    extra = QbftExtra(b"\x00" * 32, VALIDATORS, None, 2, ())
+    vanity, validators, vote, round_, seals = rlp.decode(encode_extra(extra))
+    assert (vanity, validators, vote, round_, seals) == (b"\x00" * 32, list(VALIDATORS), [], b"\x02", [])
+
+
+@pytest.mark.parametrize("data", [b"\x00", rlp.encode([b"\x00" * 32, [], [], 0]),
+                                  rlp.encode([b"\x00" * 32, [b"\x02" * 20, b"\x01" * 20], [], 0, []])])
+def test_malformed_extra_data_is_refused(data):
+    with pytest.raises(InvalidBlock):
+        decode_extra(data)
+
+
+def test_block_hash_ignores_seals_and_round_but_seal_hash_keeps_round():
+    base = QbftExtra(b"\x00" * 32, VALIDATORS, None, 0, ())
+    h0 = make_header(base)
+    h_round = make_header(replace(base, round=4))
+    h_sealed = make_header(replace(base, round=4, seals=(b"\x05" * 65,)))
+    assert block_hash(h0) == block_hash(h_round) == block_hash(h_sealed)
+    assert block_hash(h0) == keccak256(encode_header(h0))
+    assert seal_hash(h_round) == seal_hash(h_sealed) != seal_hash(h0)
+    assert block_hash(make_header(base, number=6)) != block_hash(h0)
+
+
+def test_commit_seals_recover_their_signers():
+    header = make_header(QbftExtra(b"\x00" * 32, VALIDATORS, None, 1, ()))
+    digest = seal_hash(header)
+    seals = tuple(encode_signature(*sign_hash(digest, k)) for k in VALIDATOR_KEYS[:3])
+    sealed = make_header(QbftExtra(b"\x00" * 32, VALIDATORS, None, 1, seals))
+    assert recover_seal_signers(sealed) == [private_key_to_address(k) for k in VALIDATOR_KEYS[:3]]
+    tampered = replace(sealed, timestamp=sealed.timestamp + 1)
+    assert recover_seal_signers(tampered) != recover_seal_signers(sealed)
+    bad = make_header(QbftExtra(b"\x00" * 32, VALIDATORS, None, 1, (b"\x00" * 64 + b"\x07",)))
+    with pytest.raises(InvalidBlock, match="commit seal 0"):
+        recover_seal_signers(bad)
+
+
+@settings(max_examples=50, deadline=None)
+@given(number=st.integers(0, 2**63), ts=st.integers(0, 2**63), gas=st.integers(0, 2**63),
+       round_=st.integers(0, 2**32), vanity=st.binary(min_size=32, max_size=32))
+def test_header_roundtrip(number, ts, gas, round_, vanity):
+    header = make_header(QbftExtra(vanity, VALIDATORS, None, round_, ()), number=number, timestamp=ts, gas_used=gas)
+    assert decode_header(encode_header(header)) == header
+
+
+def test_receipt_and_log_roundtrip_and_bloom():
+    log = Log(b"\x10" * 20, (b"\x01" * 32, b"\x02" * 32), b"payload")
+    for tx_type in (0, 2):
+        receipt = Receipt(tx_type, 1, 12345, logs_bloom([log]), (log,))
+        assert decode_receipt(encode_receipt(receipt)) == receipt
+    assert encode_receipt(Receipt(2, 0, 1, b"\x00" * 256, ()))[0] == 2
+    from eth_bloom.bloom import BloomFilter
+    bloom = BloomFilter(int.from_bytes(logs_bloom([log]), "big"))
+    assert b"\x10" * 20 in bloom and b"\x01" * 32 in bloom
+
+
+def test_block_roundtrip_keeps_typed_and_legacy_transactions():
+    txs = (decode_transaction(legacy(nonce=0)), decode_transaction(dynamic(nonce=1)))
+    header = make_header(QbftExtra(b"\x00" * 32, VALIDATORS, None, 0, ()))
+    block = Block(header, txs)
+    decoded = decode_block(encode_block(block))
+    assert decoded.header == header
+    assert [t.raw for t in decoded.transactions] == [t.raw for t in txs]
+    assert [t.sender for t in decoded.transactions] == [SENDER, SENDER]

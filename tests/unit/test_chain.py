@@ -99,7 +99,7 @@ def test_blocks_survive_reopen_with_receipts_and_state(tmp_path):
 def test_block_building_skips_stale_nonces_and_defers_over_gas():
     chain = Chain(MemoryStore(), dev_genesis(gas_limit=100_000))
     stale = signed(5, to=VALIDATOR, gas=21_000)
-    first, second = signed(0, to=VALIDATOR, gas=60_000), signed(1, to=VALIDATOR, gas=60_000)
+    first, second = signed(0, to=VALIDATOR, gas=60_000), signed(1, to=VALIDATOR, gas=90_000)
     block, ex = chain.build_block([stale, first, second], timestamp=1, proposer=VALIDATOR)
     assert [t.hash for t in block.transactions] == [first.hash]
     assert ex.skipped[0][0] is stale and "nonce" in ex.skipped[0][1].lower()

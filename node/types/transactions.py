@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import rlp
+from rlp.codec import consume_length_prefix, length_prefix
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 from node.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak256, recover_address
@@ -214,6 +215,29 @@ def calldata_floor_gas(tx: Transaction) -> int:
     return TX_GAS + 10 * tokens
 
 
+def _unsigned_prefix(list_rlp: bytes, n_items: int) -> bytes:
+    """The encoded first `n_items` items of an RLP list, sliced from its bytes.
+
+    Signing payloads are prefixes of the signed encoding; slicing them out avoids
+    re-encoding every field (about a quarter of decode time when re-encoded).
+    """
+    _prefix, _type, _length, pos = consume_length_prefix(list_rlp, 0)
+    start = pos
+    for _ in range(n_items):
+        _prefix, _type, length, payload = consume_length_prefix(list_rlp, pos)
+        pos = payload + length
+    return list_rlp[start:pos]
+
+
+def _signing_hash_from_raw(tx: Transaction, raw: bytes) -> bytes:
+    if isinstance(tx, LegacyTransaction):
+        assert tx.chain_id is not None  # unprotected signatures were refused
+        body = _unsigned_prefix(raw, 6) + rlp.encode(tx.chain_id) + b"\x80\x80"
+        return keccak256(length_prefix(len(body), 0xC0) + body)
+    body = _unsigned_prefix(raw[1:], 9)
+    return keccak256(raw[:1] + length_prefix(len(body), 0xC0) + body)
+
+
 def _decode_legacy(raw: bytes) -> LegacyTransaction:
     nonce, gas_price, gas, to, value, data, v, r, s = rlp.decode(raw, LEGACY_FIELDS)
     tx = LegacyTransaction(nonce, gas_price, gas, to, value, data, v, r, s)
@@ -257,8 +281,8 @@ def decode_transaction(raw: bytes) -> SignedTransaction:
             raise InvalidTransaction(f"invalid transaction: unknown transaction type 0x{first:02x}")
     except rlp.exceptions.RLPException as exc:
         raise InvalidTransaction(f"invalid transaction: malformed RLP ({exc})") from exc
-    if tx.encode() != raw:
-        raise InvalidTransaction("invalid transaction: non-canonical encoding")
+    # Canonical form needs no re-encoding check: strict RLP decoding refuses non-minimal
+    # length prefixes and trailing bytes, and the integer sedes refuses leading zeros.
     for name in ("nonce", "gas"):
         _check_uint(name, getattr(tx, name), UINT64_MAX)
     _check_uint("value", tx.value)
@@ -272,7 +296,7 @@ def decode_transaction(raw: bytes) -> SignedTransaction:
         )
     _check_signature_values(tx.y_parity, tx.r, tx.s)
     try:
-        sender = recover_address(tx.signing_hash(), tx.y_parity, tx.r, tx.s)
+        sender = recover_address(_signing_hash_from_raw(tx, raw), tx.y_parity, tx.r, tx.s)
     except Exception as exc:  # eth-keys raises BadSignature and friends
         raise InvalidTransaction(f"invalid signature: cannot recover the sender ({exc})") from exc
     return SignedTransaction(tx, sender, keccak256(raw), raw, intrinsic_gas(tx))

@@ -41,7 +41,12 @@ from node.execution.evm import (
 from node.storage.base import KeyValueStore
 from node.types.headers import EMPTY_TRIE_ROOT
 from node.types.receipts import Log, Receipt, logs_bloom, merge_blooms
-from node.types.transactions import SignedTransaction
+from node.types.transactions import (
+    LegacyTransaction,
+    SignedTransaction,
+    calldata_floor_gas,
+    intrinsic_gas,
+)
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +247,10 @@ class Executor:
         Raises `Reverted` (with data and decoded reason) or `ExecutionError`.
         """
         gas = env.gas_limit if gas is None else gas
+        probe = LegacyTransaction(0, 0, gas, to, value, data, 0, 0, 0)
+        needed = max(intrinsic_gas(probe), calldata_floor_gas(probe))
+        if gas < needed:
+            raise ExecutionError(f"intrinsic gas too low: have {gas}, want {needed}")
         state, _pending = self.open_state(state_root, env)
         if self.chaincode.addresses():
             state.chaincode_session = self.chaincode.open_session(state_root, state.block_info)

@@ -87,7 +87,10 @@ def resolve_block_number(node: NodeService, value: Any, name: str = "block") -> 
             value = value["blockNumber"]
     if value in BLOCK_TAGS:
         return 0 if value == "earliest" else node.chain.head.number
-    return parse_quantity(value, name)
+    number = parse_quantity(value, name)
+    if number >= 2**64:
+        raise InvalidParams(f"invalid argument {name}: block number exceeds 64 bits")
+    return number
 
 
 def header_by_hash(node: NodeService, block_hash: bytes) -> Header:

@@ -138,8 +138,10 @@ class TxPool:
 
     def next_nonce(self, sender: bytes) -> int:
         """The nonce after the sender's gapless run of waiting transactions."""
-        nonce = self.state_nonce(sender)
+        # Read the state nonce under the lock: a commit updates the head before the pool
+        # drops the block's transactions, so inside the lock the two agree.
         with self._lock:
+            nonce = self.state_nonce(sender)
             queue = self._by_sender.get(sender, {})
             while nonce in queue:
                 nonce += 1

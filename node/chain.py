@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from node.consensus.validators import apply_votes, validators_commitment
+from node.consensus.validators import VoteTally, tally_vote, validators_commitment
 from node.errors import InvalidBlock, NodeError
 from node.execution.chaincode import ChaincodeHost
 from node.execution.executor import BlockEnv, BlockExecution, Executor
@@ -34,6 +34,7 @@ from node.types.headers import (
     Header,
     QbftExtra,
     Vote,
+    block_hash,
     decode_extra,
     encode_extra,
 )
@@ -71,6 +72,9 @@ class Chain:
         self._lock = threading.RLock()
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
         self._listeners: list[Callable[[Block, list[Receipt]], None]] = []
+        # Nonces at one state root; a new dict is made when the head's root differs, so a
+        # reader never mixes two heads.
+        self._nonces: tuple[bytes, dict[bytes, int]] = (b"", {})
         self.enrolled = frozenset(e.address for e in genesis.enrolments)
         stored = store.get(cs.META_GENESIS_CONFIG)
         if stored is None:
@@ -105,7 +109,8 @@ class Chain:
         block = Block(header, ())
         cs.save_block(
             self.store, block, [], state_writes,
-            {cs.META_GENESIS_CONFIG: self.genesis.encode(), cs.META_GENESIS_HASH: block.hash},
+            {cs.META_GENESIS_CONFIG: self.genesis.encode(), cs.META_GENESIS_HASH: block.hash,
+             cs.tally_key(block.hash): VoteTally(validators).encode()},
         )
 
     # -- reading ---------------------------------------------------------------------------
@@ -157,31 +162,32 @@ class Chain:
             raise NodeError(f"no block {number}")
         return decode_extra(header.extra_data).validators
 
+    def tally_after(self, header: Header) -> VoteTally:
+        """Validators of the block after `header` and the ballots still open (one read)."""
+        data = self.store.get(cs.tally_key(block_hash(header)))
+        if data is None:
+            raise NodeError(f"no vote tally stored for block {header.number}")
+        return VoteTally.decode(data)
+
     def next_validators(self, parent: Header) -> tuple[bytes, ...]:
         """The validator set of the block after `parent`: parent's set with its votes applied."""
-        extra = decode_extra(parent.extra_data)
-        votes = []
-        header = parent
-        # Votes since the set last changed (walk back while the set is unchanged).
-        while header.number > 0:
-            e = decode_extra(header.extra_data)
-            if e.validators != extra.validators:
-                break
-            if e.vote is not None:
-                votes.append((header.coinbase, e.vote))
-            previous = cs.load_header(self.store, header.parent_hash)
-            if previous is None:
-                break
-            header = previous
-        votes.reverse()
-        return apply_votes(extra.validators, votes)
+        return self.tally_after(parent).validators
 
     def is_enrolled(self, address: bytes) -> bool:
         """Permissioned senders: enrolled in genesis (governance state joins in its issue)."""
         return address in self.enrolled
 
     def state_nonce(self, address: bytes) -> int:
-        return self.executor.get_nonce(self.head.state_root, address)
+        """The account's nonce at the head (cached until the next block)."""
+        root = self.head.state_root
+        cached_root, nonces = self._nonces
+        if cached_root != root:
+            nonces = {}
+            self._nonces = (root, nonces)
+        nonce = nonces.get(address)
+        if nonce is None:
+            nonce = nonces[address] = self.executor.get_nonce(root, address)
+        return nonce
 
     # -- writing ---------------------------------------------------------------------------
     def env_for(self, parent: Header, timestamp: int, coinbase: bytes) -> BlockEnv:
@@ -201,10 +207,10 @@ class Chain:
         timestamp = max(timestamp, parent.timestamp)
         env = self.env_for(parent, timestamp, proposer)
         execution = self.executor.execute_block(parent.state_root, env, transactions, skip_invalid=True)
-        validators = self.next_validators(parent)
+        tally = self.tally_after(parent)
         # The header commits to the set that seals the block after it (vanity field).
-        following = apply_votes(validators, [(proposer, vote)] if vote else [])
-        extra = QbftExtra(validators_commitment(following), validators, vote, round, ())
+        following = tally_vote(tally, proposer, vote).validators
+        extra = QbftExtra(validators_commitment(following), tally.validators, vote, round, ())
         header = Header(
             parent_hash=parent.hash, ommers_hash=EMPTY_OMMERS_HASH, coinbase=proposer,
             state_root=execution.state_root,
@@ -262,7 +268,10 @@ class Chain:
         with self._lock:
             if block.header.parent_hash != self.head.hash:
                 raise InvalidBlock(f"block {block.number} does not extend the head {self.head.number}")
-            cs.save_block(self.store, block, execution.receipts, execution.writes)
+            extra = decode_extra(block.header.extra_data)
+            tally = tally_vote(self.tally_after(self.head), block.header.coinbase, extra.vote)
+            cs.save_block(self.store, block, execution.receipts, execution.writes,
+                          {cs.tally_key(block.hash): tally.encode()})
             self.head = block.header
             self._remember(block)
         for listener in self._listeners:

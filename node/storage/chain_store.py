@@ -42,6 +42,11 @@ META_GENESIS_HASH = META + b"genesis-hash"
 META_GENESIS_CONFIG = META + b"genesis-config"
 
 
+def tally_key(block_hash: bytes) -> bytes:
+    """Consensus record: the validator vote tally after a block."""
+    return CONSENSUS + b"tally" + block_hash
+
+
 def number_key(number: int) -> bytes:
     return CANONICAL + number.to_bytes(8, "big")
 

@@ -246,3 +246,35 @@ def test_chain_applies_header_votes_to_next_validators():
     chain.commit_block(block, ex)
     assert chain.next_validators(chain.head) == tuple(sorted((VALIDATOR, other)))
     assert chain.validators_at(1) == (VALIDATOR,)
+
+
+def test_execution_never_recovers_a_sender_again(monkeypatch):
+    """Senders are recovered once, by decode_transaction; py-evm reuses them."""
+    import eth._utils.transactions as evm_tx_utils
+    import eth.vm.forks.berlin.transactions as berlin
+    import eth.vm.forks.frontier.transactions as frontier
+    import eth.vm.forks.prague.transactions as prague
+
+    recoveries: list[str] = []
+    original = evm_tx_utils.extract_transaction_sender
+
+    def spy(tx):
+        recoveries.append("recover")
+        return original(tx)
+
+    for module in (frontier, berlin, prague):
+        monkeypatch.setattr(module, "extract_transaction_sender", spy)
+    monkeypatch.setattr(evm_tx_utils, "validate_transaction_signature", lambda tx: recoveries.append("check"))
+    txs = [signed(n, to=VALIDATOR, gas=30_000) for n in range(3)]
+    raw_1559 = DEPLOYER.sign_transaction(dict(nonce=3, maxFeePerGas=0, maxPriorityFeePerGas=0, gas=30_000,
+                                              to=to_checksum_address(VALIDATOR), value=0, chainId=2024, type=2))
+    txs.append(decode_transaction(bytes(raw_1559.raw_transaction)))
+    chain = Chain(MemoryStore(), dev_genesis())
+    block, ex = chain.build_block(txs, timestamp=1, proposer=VALIDATOR)
+    assert len(block.transactions) == 4 and not ex.skipped
+    assert recoveries == []
+    # Control: py-evm's own objects do recover through the spied functions.
+    from eth.vm.forks.prague.transactions import PragueTransactionBuilder
+
+    assert PragueTransactionBuilder.decode(txs[0].raw).sender == txs[0].sender
+    assert recoveries == ["recover"]

@@ -76,9 +76,9 @@ def test_port_in_use_exits_1_with_reason(tmp_path):
 
 
 def test_data_dir_in_use_exits_1_with_reason(tmp_path):
-    from node.storage import LevelDBStore
-
     import socket
+
+    from node.storage import LevelDBStore
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -1,7 +1,7 @@
 """Hashing and secp256k1 helpers used everywhere in the node.
 
 keccak256: we measured both eth-hash backends (bench/keccak_backends.py, figures in
-docs/PERFORMANCE.md): safe-pysha3 hashes a 32-byte input ~7x faster than pycryptodome,
+docs/PERFORMANCE.md): safe-pysha3 hashes a 32-byte input ~4.8x faster than pycryptodome,
 and trie nodes and hashes are nearly all small inputs. eth-hash's auto backend picks
 pycryptodome first when both are installed (web3 pulls it in), so `install_keccak_backend`
 points the process-wide eth-hash hasher (used by py-evm, trie, eth-utils) at pysha3 once,

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -53,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from machine_info import machine
 
 CHAIN_ID = 2024
 GAS = 100_000
@@ -60,35 +60,6 @@ MAX_NONCE_GAP = 64  # node.txpool.pool.PoolLimits.max_nonce_gap
 
 
 # -- machine -------------------------------------------------------------------------------
-def machine() -> dict[str, object]:
-    cpu, mhz = "unknown", None
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu == "unknown":
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("cpu MHz") and mhz is None:
-                    mhz = float(line.split(":", 1)[1])
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_mhz": mhz,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
 def process_cpu_seconds(pid: int) -> float | None:
     """utime+stime of a process (all its threads), from /proc."""
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ import timeit
 
 import eth_hash.auto
 from eth_hash.backends import pycryptodome, pysha3
+from machine_info import machine
 
 SIZES = (32, 64, 136, 532, 4096)
 BACKENDS = {"pycryptodome": pycryptodome.keccak256, "pysha3": pysha3.keccak256}
@@ -37,33 +37,6 @@ _NODE_KECCAK_MODULES = (
     "node.consensus.validators",
     "node.rpc.formatting",
 )
-
-
-def machine() -> dict[str, object]:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    ram_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "ram_gib": ram_gib,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 # -- micro ---------------------------------------------------------------------------------

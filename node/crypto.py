@@ -13,10 +13,13 @@ the pure-Python backend for recovery.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import coincurve
 import eth_hash.auto
 from eth_hash.backends import pysha3 as _pysha3
 from eth_keys.backends.coincurve import CoinCurveECCBackend
-from eth_keys.datatypes import PrivateKey, Signature
+from eth_keys.datatypes import PrivateKey
 from eth_keys.main import KeyAPI
 
 keccak256 = _pysha3.keccak256
@@ -36,15 +39,28 @@ install_keccak_backend()
 
 
 def recover_address(message_hash: bytes, v: int, r: int, s: int) -> bytes:
-    """Return the 20-byte address that signed `message_hash` (v is the y parity, 0 or 1)."""
-    signature = keys.Signature(vrs=(v, r, s))
-    return signature.recover_public_key_from_msg_hash(message_hash).to_canonical_address()
+    """Return the 20-byte address that signed `message_hash` (v is the y parity, 0 or 1).
+
+    Calls coincurve directly: eth-keys' object layer costs as much as the recovery.
+    Raises ValueError for an unrecoverable signature.
+    """
+    if v not in (0, 1) or not (0 < r < SECP256K1_N and 0 < s < SECP256K1_N):
+        raise ValueError("signature values out of range")
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes([v])
+    public = coincurve.PublicKey.from_signature_and_message(signature, message_hash, hasher=None)
+    return keccak256(public.format(compressed=False)[1:])[12:]
+
+
+@lru_cache(maxsize=64)
+def _signing_key(private_key: bytes) -> coincurve.PrivateKey:
+    # Building a key derives its public key (~40 µs); validators sign with one key.
+    return coincurve.PrivateKey(private_key)
 
 
 def sign_hash(message_hash: bytes, private_key: bytes) -> tuple[int, int, int]:
-    """Sign a 32-byte hash; returns (y_parity, r, s) with low s."""
-    sig: Signature = keys.ecdsa_sign(message_hash, PrivateKey(private_key))
-    return sig.v, sig.r, sig.s
+    """Sign a 32-byte hash (RFC 6979, deterministic); returns (y_parity, r, s) with low s."""
+    sig = _signing_key(private_key).sign_recoverable(message_hash, hasher=None)
+    return sig[64], int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big")
 
 
 def encode_signature(v: int, r: int, s: int) -> bytes:

@@ -100,6 +100,7 @@ def start_dev(args: argparse.Namespace) -> int:
     import uvicorn
 
     _Server = _server_class()
+    from node.consensus.qbft import QbftConfig
     from node.errors import NodeError
     from node.genesis import dev_genesis, dev_validator_key
     from node.rpc.app import create_app
@@ -108,6 +109,7 @@ def start_dev(args: argparse.Namespace) -> int:
     config = NodeConfig(
         data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
         empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
+        dev=True,
     )
     try:
         sock = _bind(config.rpc_host, config.rpc_port)
@@ -123,7 +125,11 @@ def start_dev(args: argparse.Namespace) -> int:
     head = service.chain.head
     log.info("dev chain: chain id %d, genesis 0x%s, head %d, data dir %s",
              service.chain.chain_id, service.chain.genesis_hash.hex(), head.number, config.data_dir)
-    service.start_dev_producer()
+    service.start_consensus(QbftConfig(
+        block_period=config.min_block_interval,
+        empty_block_period=config.empty_block_period or None,
+        round_timeout=1.0, max_round_timeout=10.0,
+    ))
     print(f"RxLedger dev node: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
           f"(chain id {service.chain.chain_id}, head {head.number})", flush=True)
     server = _Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))

@@ -28,3 +28,4 @@ class NodeConfig:
     max_logs_results: int = 10_000
     pool: PoolLimits = field(default_factory=PoolLimits)
     node_name: str = "dev"
+    dev: bool = False  # the one-validator development chain

@@ -1,9 +1,9 @@
-"""A running node: store, chain, txpool and block producer wired from one config.
+"""A running node: store, chain, txpool and the consensus runtime wired from one config.
 
-`NodeService` is what the RPC layer talks to. The dev chain's producer (`DevProducer`)
-is a thread that makes a block as soon as transactions wait and seals it with the one
-dev validator key; the block is final when written. The QBFT runtime replaces the
-producer on consortium networks and keeps the same `NodeService` surface.
+`NodeService` is what the RPC layer talks to. Blocks are made by the QBFT state machine
+driven by `node.runtime.ConsensusRuntime`; the dev chain runs it with one validator (the
+dev validator key) and no peers, so a block is proposed as soon as transactions wait and
+is final when written, by the same code path as a consortium network.
 """
 
 from __future__ import annotations
@@ -11,21 +11,22 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 
 from node.chain import Chain
 from node.config import NodeConfig
-from node.crypto import encode_signature, private_key_to_address, sign_hash
+from node.consensus.qbft import QbftConfig
+from node.crypto import private_key_to_address
 from node.errors import NodeError, TxPoolRefused
 from node.execution.chaincode import ChaincodeHost
 from node.genesis import GenesisConfig
+from node.runtime import ConsensusRuntime, Transport
 from node.storage import open_store
 from node.storage.base import KeyValueStore
 from node.txpool.pool import TxPool
 from node.types.blocks import Block
-from node.types.headers import Vote, seal_hash
+from node.types.headers import Vote
 from node.types.receipts import Receipt
-from node.types.transactions import SignedTransaction, decode_transaction
+from node.types.transactions import decode_transaction
 
 log = logging.getLogger("rxledger.node")
 
@@ -59,7 +60,7 @@ class NodeService:
         self.validator = private_key_to_address(validator_key) if validator_key else None
         self.pending_votes: dict[bytes, bool] = {}
         self._new_block = threading.Condition()
-        self.producer: DevProducer | None = None
+        self.runtime: ConsensusRuntime | None = None
 
     # -- transactions ----------------------------------------------------------------------
     def submit_raw_transaction(self, raw: bytes) -> bytes:
@@ -71,7 +72,10 @@ class NodeService:
         stx = decode_transaction(raw)
         if self.chain.locate_transaction(stx.hash) is not None:
             raise TxPoolRefused(f"already known: transaction 0x{stx.hash.hex()} is in a final block")
-        return self.pool.add(stx)
+        tx_hash = self.pool.add(stx)
+        if self.runtime is not None:
+            self.runtime.wake()
+        return tx_hash
 
     def pending_nonce(self, address: bytes) -> int:
         """The next nonce for `address` counting its waiting transactions."""
@@ -79,7 +83,7 @@ class NodeService:
 
     # -- votes (QBFT validator changes) ----------------------------------------------------
     def propose_vote(self, validator: bytes, add: bool) -> None:
-        if self.producer is not None:
+        if self.config.dev:
             current = self.chain.validators_at(self.chain.head.number + 1)
             if add and validator not in current:
                 raise NodeError(
@@ -117,74 +121,16 @@ class NodeService:
                 self._new_block.wait(left)
         return True
 
-    def start_dev_producer(self) -> None:
-        if self.validator_key is None:
-            raise NodeError("a dev producer needs the validator key")
-        self.producer = DevProducer(self, self.config)
-        self.producer.start()
+    def start_consensus(self, config: QbftConfig, transport: Transport | None = None) -> ConsensusRuntime:
+        """Start the QBFT runtime (a validator when this node holds a validator key)."""
+        self.runtime = ConsensusRuntime(
+            self.chain, self.pool, config, self.validator_key, transport=transport,
+            take_vote=self.take_vote,
+        )
+        self.runtime.start()
+        return self.runtime
 
     def close(self) -> None:
-        if self.producer is not None:
-            self.producer.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
         self.store.close()
-
-
-class DevProducer:
-    """The one-validator dev chain: a block as soon as transactions wait, final when written."""
-
-    def __init__(self, node: NodeService, config: NodeConfig,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.node = node
-        self.config = config
-        self.clock = clock
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="dev-producer", daemon=True)
-        self.last_block_at = time.monotonic()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.node.pool.wake()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        node = self.node
-        wait = self.config.empty_block_period or 1.0
-        while not self._stop.is_set():
-            node.pool.wait_for_transactions(timeout=wait)
-            if self._stop.is_set():
-                return
-            txs = node.pool.pending(max_gas=node.chain.head.gas_limit)
-            idle_for = time.monotonic() - self.last_block_at
-            if not txs and not (self.config.empty_block_period and idle_for >= self.config.empty_block_period):
-                if len(node.pool):
-                    self._stop.wait(0.05)  # only non-executable (future-nonce) transactions
-                continue
-            gap = self.config.min_block_interval - idle_for
-            if gap > 0:
-                self._stop.wait(gap)
-            try:
-                self.produce(node.pool.pending(max_gas=node.chain.head.gas_limit))
-            except Exception:  # a broken invariant: stop loudly rather than write bad blocks
-                log.exception("dev producer failed; no further blocks will be made")
-                return
-
-    def produce(self, txs: list[SignedTransaction]) -> Block:
-        node = self.node
-        assert node.validator_key is not None and node.validator is not None
-        block, execution = node.chain.build_block(
-            txs, timestamp=int(self.clock()), proposer=node.validator, vote=node.take_vote()
-        )
-        v, r, s = sign_hash(seal_hash(block.header), node.validator_key)
-        block = node.chain.seal(block, [encode_signature(v, r, s)])
-        node.chain.commit_block(block, execution)
-        if execution.skipped:
-            node.pool.remove([stx for stx, _ in execution.skipped])
-            for stx, reason in execution.skipped:
-                log.warning("dropped transaction 0x%s: %s", stx.hash.hex(), reason)
-        self.last_block_at = time.monotonic()
-        log.info("block %d final: %d txs, hash 0x%s", block.number, len(block.transactions),
-                 block.hash.hex())
-        return block

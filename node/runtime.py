@@ -1,0 +1,266 @@
+"""The consensus runtime: drives the pure QBFT state machine with real time, storage and I/O.
+
+One thread owns the `QbftNode`. Each turn it feeds inputs (time, messages from the
+transport, whether transactions wait, blocks from sync) and carries out `ready()` in the
+order that keeps a validator safe across crashes:
+
+    1. persist   WAL records (signed messages, prepared certificates): one fsynced batch
+    2. send      messages to the other validators (the transport)
+    3. apply     committed blocks: one fsynced batch each (Chain.commit_block)
+    4. advance   then build a requested block and hand it back with `propose`
+
+On start the WAL records above the head are read back, so a restarted validator resumes
+its round, keeps its lock, re-sends what it had signed and signs nothing that conflicts.
+
+The dev chain is this runtime with one validator and a transport that reaches nobody: a
+block is proposed, prepared, committed and decided within one turn, by the same code that
+runs a consortium.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol
+
+from node.chain import Chain
+from node.consensus.qbft import QbftConfig, QbftNode, Ready, SyncRequest, WalRecord
+from node.errors import InvalidBlock, NodeError
+from node.execution.executor import BlockExecution
+from node.storage import chain_store as cs
+from node.txpool.pool import TxPool
+from node.types.blocks import Block
+from node.types.headers import Vote
+
+log = logging.getLogger("rxledger.consensus")
+
+WAL_PREFIX = cs.CONSENSUS + b"wal"
+
+
+class Transport(Protocol):
+    """How consensus messages and blocks reach other validators."""
+
+    def broadcast(self, data: bytes) -> None: ...
+
+    def send(self, peer: bytes, data: bytes) -> None: ...
+
+    def request_blocks(self, peer: bytes, from_height: int) -> None: ...
+
+    def push_blocks(self, peer: bytes, from_height: int) -> None: ...
+
+
+class NoPeers:
+    """The dev chain's transport: there is nobody else."""
+
+    def broadcast(self, data: bytes) -> None:
+        pass
+
+    def send(self, peer: bytes, data: bytes) -> None:
+        pass
+
+    def request_blocks(self, peer: bytes, from_height: int) -> None:
+        pass
+
+    def push_blocks(self, peer: bytes, from_height: int) -> None:
+        pass
+
+
+def _wal_key(record: WalRecord, index: int) -> bytes:
+    kind = b"s" if record.kind == "signed" else b"p"
+    return (WAL_PREFIX + record.height.to_bytes(8, "big") + record.round.to_bytes(4, "big")
+            + bytes([record.step]) + kind + index.to_bytes(2, "big"))
+
+
+def load_wal(chain: Chain) -> list[WalRecord]:
+    """The WAL records above the head, in the order they were written."""
+    records = []
+    for key, value in chain.store.iterate(WAL_PREFIX):
+        height, round_, step, kind = _decode_wal_key(key)
+        if height > chain.head.number:
+            records.append(WalRecord(kind, height, round_, step, value))
+    return records
+
+
+def _decode_wal_key(key: bytes) -> tuple[int, int, int, str]:
+    """(height, round, step, kind) from a key made by `_wal_key`."""
+    at = len(WAL_PREFIX)
+    height = int.from_bytes(key[at:at + 8], "big")
+    round_ = int.from_bytes(key[at + 8:at + 12], "big")
+    step = key[at + 12]
+    kind = "signed" if key[at + 13:at + 14] == b"s" else "prepared"
+    return height, round_, step, kind
+
+
+class ConsensusRuntime:
+    """Runs one validator's QBFT state machine in a thread."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        pool: TxPool,
+        config: QbftConfig,
+        key: bytes | None,
+        *,
+        transport: Transport | None = None,
+        take_vote: Callable[[], Vote | None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.chain = chain
+        self.pool = pool
+        self.config = config
+        self.transport = transport or NoPeers()
+        self.take_vote = take_vote
+        self.clock = clock
+        self._executions: OrderedDict[bytes, BlockExecution] = OrderedDict()
+        self._inbox: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="consensus", daemon=True)
+        self.failed: BaseException | None = None
+        self.node = QbftNode(
+            config, key, chain.head, chain.tally_after(chain.head), self._validate_block,
+            now=clock(), records=load_wal(chain),
+        )
+        self.address = self.node.address
+
+    # -- inputs from other threads ---------------------------------------------------------
+    def deliver(self, data: bytes) -> None:
+        """A consensus message from a peer."""
+        self._inbox.put(("msg", data))
+
+    def deliver_block(self, block: Block) -> None:
+        """A final block from block sync."""
+        self._inbox.put(("block", block))
+
+    def wake(self) -> None:
+        """Something changed (a transaction arrived): run a turn now."""
+        self._inbox.put(("wake", None))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wake()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            self._carry_out()
+            while not self._stop.is_set():
+                deadline = self.node.ready().next_deadline
+                timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self.clock()))
+                try:
+                    kind, item = self._inbox.get(timeout=timeout)
+                    self._handle(kind, item)
+                    while True:  # drain what else arrived, then do one turn
+                        kind, item = self._inbox.get_nowait()
+                        self._handle(kind, item)
+                except queue.Empty:
+                    pass
+                if self._stop.is_set():
+                    return
+                self.node.set_pending(len(self.pool) > 0)
+                self.node.tick(self.clock())
+                self._carry_out()
+        except BaseException as exc:  # a broken invariant: stop loudly, write nothing more
+            self.failed = exc
+            log.exception("consensus stopped: %s", exc)
+
+    def _handle(self, kind: str, item: object) -> None:
+        if kind == "msg":
+            assert isinstance(item, bytes)
+            self.node.step(item)
+        elif kind == "block":
+            assert isinstance(item, Block)
+            self.node.import_block(item)
+
+    # -- ready: persist → send → apply → advance -------------------------------------------
+    def _carry_out(self) -> None:
+        while True:
+            ready = self.node.ready()
+            for event in ready.events:
+                log.debug("%s", event)
+            if ready.empty():
+                self.node.advance(ready)
+                return
+            self._persist(ready.records)
+            for out in ready.messages:
+                if out.to is None:
+                    self.transport.broadcast(out.data)
+                else:
+                    self.transport.send(out.to, out.data)
+            for block in ready.committed:
+                self._apply(block)
+            for req in ready.sync:
+                self.transport.request_blocks(req.peer, req.from_height)
+            for push in ready.push:
+                self.transport.push_blocks(push.peer, push.from_height)
+            request = ready.block_request
+            self.node.advance(ready)
+            if request is not None:
+                self._build(request.height, request.round)
+
+    def _persist(self, records: list[WalRecord]) -> None:
+        if not records:
+            return
+        with self.chain.store.batch(sync=True) as batch:
+            for index, record in enumerate(records):
+                batch.put(_wal_key(record, index), record.data)
+
+    def _apply(self, block: Block) -> None:
+        execution = self._executions.pop(block.hash, None)
+        if execution is None or self.chain.head.hash != block.header.parent_hash:
+            execution = self.chain.verify_execution(block)
+        self.chain.commit_block(block, execution)
+        self._prune_wal(block.number)
+        log.info("block %d final: %d txs, round %d, hash 0x%s", block.number, len(block.transactions),
+                 block.header.extra.round, block.hash.hex())
+
+    def _prune_wal(self, height: int) -> None:
+        stale = [k for k, _ in self.chain.store.iterate(WAL_PREFIX) if _decode_wal_key(k)[0] <= height]
+        if stale:
+            with self.chain.store.batch(sync=False) as batch:
+                for key in stale:
+                    batch.delete(key)
+
+    def _build(self, height: int, round_: int) -> None:
+        if height != self.chain.head.number + 1:
+            return
+        txs = self.pool.pending(max_gas=self.chain.head.gas_limit)
+        block, execution = self.chain.build_block(
+            txs, timestamp=int(self.clock()), proposer=self.address or b"\x00" * 20,
+            round=round_, vote=self.take_vote(),
+        )
+        if execution.skipped:
+            self.pool.remove([stx for stx, _ in execution.skipped])
+            for stx, reason in execution.skipped:
+                log.warning("dropped transaction 0x%s: %s", stx.hash.hex(), reason)
+        self._remember(block.hash, execution)
+        self.node.propose(block)
+        self._carry_out()
+
+    def _remember(self, block_hash: bytes, execution: BlockExecution) -> None:
+        self._executions[block_hash] = execution
+        while len(self._executions) > 32:
+            self._executions.popitem(last=False)
+
+    def _validate_block(self, block: Block) -> str | None:
+        """The state machine's execution check: re-execute on our head (cached by hash)."""
+        if block.hash in self._executions:
+            return None
+        try:
+            execution = self.chain.verify_execution(block)
+        except InvalidBlock as exc:
+            return str(exc)
+        except NodeError as exc:
+            return f"cannot execute: {exc}"
+        self._remember(block.hash, execution)
+        return None
+
+
+__all__ = ["ConsensusRuntime", "NoPeers", "Transport", "load_wal", "SyncRequest", "Ready"]

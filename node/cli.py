@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--min-block-interval", type=_nonneg_float, default=0.0,
                        help="least seconds between two blocks (default 0: a block as soon as transactions wait)")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    status = node_commands.add_parser("status", help="print a node's head, round, validators and peers")
+    status.add_argument("--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL (default %(default)s)")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -141,14 +145,65 @@ def start_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def node_status(args: argparse.Namespace) -> int:
+    import json
+
+    import httpx
+
+    url = args.rpc.rstrip("/") + "/health"
+    try:
+        status = httpx.get(url, timeout=5.0).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        print(f"rxledger: cannot reach the node at {args.rpc}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    print(f"node        {status.get('node')}  ({status.get('status')})")
+    print(f"chain       id {status.get('chainId')}, genesis {status.get('genesisHash')}")
+    print(f"head        {status.get('head')}  {status.get('headHash')}")
+    if "round" in status:
+        print(f"consensus   height {status['height']}, round {status['round']}")
+    validators = status.get("validators", [])
+    me = status.get("validator")
+    print(f"validators  {len(validators)}" + ("" if me in validators else "  (this node is not one)"))
+    for v in validators:
+        print(f"  {v}{'  (this node)' if v == me else ''}")
+    peers = status.get("peers", [])
+    print(f"peers       {len(peers)}")
+    for p in peers:
+        print(f"  {p.get('name', '?'):<14} {p.get('address', '?')}  head {p.get('head', '?')}  {p.get('endpoint', '')}")
+    print(f"txpool      {status.get('txpool')} waiting")
+    return 0 if status.get("status") == "ok" else 1
+
+
+class _NodeLogFilter(logging.Filter):
+    """Adds the node's name to every record, for logs of many nodes side by side."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.node = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node = self.node
+        return True
+
+
+def setup_logging(level: str, node_name: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_NodeLogFilter(node_name))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, getattr(args, "log_level", "info").upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(getattr(args, "log_level", "info"), "dev")
     if args.command == "node" and args.node_command == "start" and args.dev:
         return start_dev(args)
+    if args.command == "node" and args.node_command == "status":
+        return node_status(args)
     raise AssertionError("unreachable: argparse requires a known command")
 
 

@@ -52,6 +52,8 @@ class Transport(Protocol):
 
     def push_blocks(self, peer: bytes, from_height: int) -> None: ...
 
+    def peers(self) -> list[dict[str, object]]: ...
+
 
 class NoPeers:
     """The dev chain's transport: there is nobody else."""
@@ -67,6 +69,9 @@ class NoPeers:
 
     def push_blocks(self, peer: bytes, from_height: int) -> None:
         pass
+
+    def peers(self) -> list[dict[str, object]]:
+        return []
 
 
 def _wal_key(record: WalRecord, index: int) -> bytes:
@@ -138,6 +143,9 @@ class ConsensusRuntime:
     def wake(self) -> None:
         """Something changed (a transaction arrived): run a turn now."""
         self._inbox.put(("wake", None))
+
+    def peers(self) -> list[dict[str, object]]:
+        return self.transport.peers()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

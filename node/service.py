@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from node.chain import Chain
 from node.config import NodeConfig
@@ -80,6 +81,28 @@ class NodeService:
     def pending_nonce(self, address: bytes) -> int:
         """The next nonce for `address` counting its waiting transactions."""
         return self.pool.next_nonce(address)
+
+    def status(self) -> dict[str, Any]:
+        """Head, consensus position, validators and peers, as JSON."""
+        head = self.chain.head
+        runtime = self.runtime
+        out: dict[str, Any] = {
+            "status": "ok" if runtime is None or runtime.failed is None else "consensus stopped",
+            "node": self.config.node_name,
+            "chainId": self.chain.chain_id,
+            "genesisHash": "0x" + self.chain.genesis_hash.hex(),
+            "head": head.number,
+            "headHash": "0x" + head.hash.hex(),
+            "headTimestamp": head.timestamp,
+            "txpool": len(self.pool),
+            "validator": "0x" + self.validator.hex() if self.validator else None,
+            "validators": ["0x" + v.hex() for v in self.chain.validators_at(head.number + 1)],
+        }
+        if runtime is not None:
+            out["height"] = runtime.node.height
+            out["round"] = runtime.node.round
+            out["peers"] = runtime.peers()
+        return out
 
     # -- votes (QBFT validator changes) ----------------------------------------------------
     def propose_vote(self, validator: bytes, add: bool) -> None:

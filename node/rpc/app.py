@@ -129,8 +129,7 @@ def create_app(node: NodeService) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        head = node.chain.head
-        return {"status": "ok", "chainId": node.chain.chain_id, "head": head.number,
-                "headHash": "0x" + head.hash.hex(), "txpool": len(node.pool)}
+        """Liveness and the node's view of the network (what `rxledger node status` prints)."""
+        return node.status()
 
     return app

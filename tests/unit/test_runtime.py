@@ -47,6 +47,9 @@ class Capture:
     def push_blocks(self, peer: bytes, from_height: int) -> None:
         pass
 
+    def peers(self) -> list[dict[str, object]]:
+        return []
+
 
 def wait_for(predicate, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout

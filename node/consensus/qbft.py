@@ -535,6 +535,8 @@ class QbftNode:
         h = self.h
         if r not in h.proposals or r != h.round or (r, COMMIT) in h.sent:
             return
+        if h.lock is not None and h.lock.round == r:
+            return  # already locked in this round (observers never send a COMMIT)
         block, digest = h.proposals[r]
         votes = h.prepares.get((r, digest), {})
         if len(votes) < self._quorum():
@@ -660,9 +662,11 @@ class QbftNode:
     def _handle(self, msg: Message, data: bytes) -> None:
         h, s = self.h, msg.signed
         if s.height < h.number:
-            # Stale: that height is decided here. A validator still at it missed blocks.
+            # Stale: that height is decided here. Late PREPAREs and COMMITs are normal; a
+            # ROUND-CHANGE means its author is stuck at that height: push it our blocks.
             asked = self._sync_asked.get(b"push" + s.author)
-            if s.author in h.validators and (asked is None or self.now >= asked + self.config.sync_retry):
+            if s.code == ROUND_CHANGE and s.author in h.validators \
+                    and (asked is None or self.now >= asked + self.config.sync_retry):
                 self._sync_asked[b"push" + s.author] = self.now
                 self._ready.push.append(SyncRequest(s.author, s.height))
             return
@@ -731,6 +735,9 @@ class QbftNode:
                 lock = _decode_prepared(rec.data)
                 if h.lock is None or lock.round > h.lock.round:
                     h.lock = lock
+                    # The proposal we accepted in that round is the locked block: keep it,
+                    # so COMMITs for it can still decide it here.
+                    h.proposals[lock.round] = (lock.block, lock.digest)
             elif rec.kind == "signed":
                 if rec.round > h.round:
                     h.round = rec.round

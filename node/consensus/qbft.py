@@ -646,10 +646,14 @@ class QbftNode:
             return
         if not self._is_proposer(r) or r in h.proposals or (r, PROPOSAL) in h.sent:
             return
-        chosen = sorted(rcs.values(), key=lambda m: m.signed.author)[: self._quorum()]
-        justification = tuple(m.signed for m in chosen)
-        best = max((m for m in chosen if m.prepared is not None),
+        held = sorted(rcs.values(), key=lambda m: m.signed.author)
+        # The highest prepared certificate among ALL round changes held, then enough
+        # others for a quorum: the justification's highest certificate is that one.
+        best = max((m for m in held if m.prepared is not None),
                    key=lambda m: m.prepared, default=None)  # type: ignore[arg-type, return-value]
+        chosen = ([best] if best is not None else []) + [m for m in held if m is not best]
+        chosen = chosen[: self._quorum()]
+        justification = tuple(m.signed for m in chosen)
         if best is not None:
             assert best.block is not None
             self._event(f"re-proposing the prepared block {best.prepared[1].hex()[:8]} in round {r}")  # type: ignore[index]

@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="least seconds between two blocks (default 0: a block as soon as transactions wait)")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
+    from network.cli import add_commands
+
+    add_commands(commands, _Parser)
+
     status = node_commands.add_parser("status", help="print a node's head, round, validators and peers")
     status.add_argument("--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         return start_dev(args)
     if args.command == "node" and args.node_command == "status":
         return node_status(args)
+    if (handler := getattr(args, "handler", None)) is not None:
+        return int(handler(args))
     raise AssertionError("unreachable: argparse requires a known command")
 
 

@@ -1,0 +1,589 @@
+"""`P2PService`: framed messages between nodes over mutually authenticated TLS 1.3.
+
+The service owns an asyncio event loop in a dedicated thread; other threads talk to it
+through `broadcast`, `send` and `announce_status` (handed to the loop with
+`call_soon_threadsafe`) and read `connected_peers()`.
+
+A connection's life:
+
+    TCP → TLS handshake (a consortium CA, both ways) → allowlist / address checks →
+    both send STATUS → chain id, genesis hash and status address checked → frames
+
+Refusals are logged with the peer's host:port, the certificate subject when there is one,
+and the reason; the peer is sent a DISCONNECT with the reason when the TLS channel is up.
+A malformed frame, an unknown type or a frame announcing more than the cap drops that one
+connection (DISCONNECT, close, log); the service keeps serving everyone else.
+
+Connections: one per peer address. We dial the static peers whose address is lower than
+ours and accept anyone allowed (so two nodes normally make exactly one connection); a
+duplicate keeps the existing connection. A dialled peer is redialled with exponential
+backoff (`backoff_initial` doubling to `backoff_max`, reset after a good session). Each
+connection has a bounded write queue: a peer that does not read is dropped rather than
+letting its frames pile up in memory. Every `status_interval` seconds each node
+re-announces its STATUS (its head, and a keep-alive); a connection silent for
+`idle_timeout` seconds is closed.
+
+Handlers run on the loop thread (`on_consensus`, `on_transaction`, `on_status`: keep them
+quick, e.g. put the data on a queue) or in a worker thread (`on_get_blocks`, `on_blocks`,
+which read or import blocks); the peer's next frame is read when they return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from node.p2p.frames import (
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    Frame,
+    FrameTooLarge,
+    Kind,
+    P2PError,
+    Status,
+    decode_blocks,
+    decode_body,
+    decode_disconnect,
+    decode_get_blocks,
+    decode_length,
+    decode_status,
+    encode_blocks,
+    encode_disconnect,
+    encode_frame,
+    encode_status,
+)
+from node.p2p.peers import (
+    Dispatcher,
+    Handlers,
+    OnBlocks,
+    OnConsensus,
+    OnGetBlocks,
+    OnStatus,
+    OnTransaction,
+    PeerInfo,
+    PeerState,
+    status_problem,
+)
+from node.p2p.tls import (
+    PeerCertificate,
+    PeerRefused,
+    TlsIdentity,
+    check_peer,
+    client_context,
+    describe_ssl_error,
+    read_peer_certificate,
+    server_context,
+)
+
+log = logging.getLogger("rxledger.p2p")
+
+_CONNECTION_ERRORS = (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class P2PConfig:
+    """Where a node listens, who it is, which peers it dials, and the limits it keeps."""
+
+    host: str
+    port: int  # 0: any free port (read `P2PService.port` after start)
+    address: bytes  # our node address, the one our certificate binds
+    chain_id: int
+    genesis_hash: bytes
+    peers: tuple[PeerInfo, ...] = ()
+    max_frame_size: int = MAX_FRAME_SIZE
+    max_blocks_per_frame: int = 128
+    write_queue_frames: int = 4096
+    write_queue_bytes: int = 64 * 1024 * 1024
+    handshake_timeout: float = 10.0
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    status_interval: float = 5.0
+    idle_timeout: float = 30.0
+
+
+class _Refused(Exception):
+    """Internal: the connection is refused for the given reason (already logged or not)."""
+
+
+class _Connection:
+    """One established (or establishing) connection; lives on the loop thread."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
+                 port: int, outbound: bool, cert: PeerCertificate | None) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.host = host
+        self.port = port
+        self.outbound = outbound
+        self.cert = cert
+        self.address = b""
+        self.name = ""
+        self.head_number = 0
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queued_bytes = 0
+        self.closing = False
+        self.closed = asyncio.Event()
+
+    @property
+    def where(self) -> str:
+        subject = f" ({self.cert.subject})" if self.cert is not None else ""
+        return f"{self.host}:{self.port}{subject}"
+
+    def label(self) -> str:
+        return f"{self.name or '?'} 0x{self.address.hex()[:8]} at {self.host}:{self.port}"
+
+    def state(self) -> PeerState:
+        return PeerState(self.address, self.name, self.head_number, self.host, self.port, self.outbound)
+
+
+class P2PService:
+    """A node's TLS peer-to-peer endpoint: listens, dials static peers, dispatches frames."""
+
+    def __init__(
+        self,
+        config: P2PConfig,
+        tls: TlsIdentity,
+        *,
+        allow: Callable[[bytes], bool],
+        head: Callable[[], tuple[int, bytes]],
+        on_consensus: OnConsensus | None = None,
+        on_transaction: OnTransaction | None = None,
+        on_get_blocks: OnGetBlocks | None = None,
+        on_blocks: OnBlocks | None = None,
+        on_status: OnStatus | None = None,
+    ) -> None:
+        """`allow(address)`: may this node address connect. `head()`: (number, hash) now."""
+        if len(config.address) != 20:
+            raise P2PError("the node address must be 20 bytes")
+        self.config = config
+        self.allow = allow
+        self.head = head
+        self.dispatcher = Dispatcher(
+            Handlers(on_consensus, on_transaction, on_get_blocks, on_blocks, on_status),
+            max_blocks_per_frame=config.max_blocks_per_frame, max_frame_size=config.max_frame_size,
+        )
+        self._server_ctx = server_context(tls)
+        self._client_ctx = client_context(tls)
+        self._static = {p.address: p for p in config.peers}
+        self.port = config.port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[Any] | None = None
+        self._unowned: set[socket.socket] = set()  # accepted, its task not yet running
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connections: dict[bytes, _Connection] = {}  # written on the loop thread only
+        self._lock = threading.Lock()  # guards _connections for readers on other threads
+        self._started = threading.Event()
+        self._stopping = False
+        self._dial_errors: dict[bytes, str] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Bind the listening socket (raises if it cannot), then run the loop thread."""
+        if self._thread is not None:
+            raise P2PError("the p2p service is already started")
+        listener = socket.create_server((self.config.host, self.config.port), backlog=64)
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=f"p2p:{self.port}", daemon=True)
+        self._thread.start()
+        self._started.wait(timeout=10)
+        log.info("p2p listening on %s:%d as 0x%s", self.config.host, self.port, self.config.address.hex())
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say DISCONNECT to every peer, close everything and end the loop thread."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None or self._stopping:
+            return
+        with contextlib.suppress(RuntimeError, TimeoutError):
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+
+    def _run(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        asyncio.set_event_loop(loop)
+        self._accept_task = self._spawn(self._accept_loop())
+        for peer in self.config.peers:
+            if peer.address < self.config.address:
+                self._spawn(self._dial_loop(peer))
+        self._spawn(self._status_loop())
+        self._started.set()
+        try:
+            loop.run_forever()
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        if self._accept_task is not None:  # unregister the listener before closing it
+            self._accept_task.cancel()
+            await asyncio.gather(self._accept_task, return_exceptions=True)
+        if self._listener is not None:
+            self._listener.close()
+        for conn in list(self._connections.values()):
+            self._close(conn, "shutting down")
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        # Give connections a moment to flush their DISCONNECT before the tasks are cancelled.
+        await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sock in self._unowned:
+            sock.close()
+        await asyncio.sleep(0.01)  # let the transports' connection_lost callbacks run
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- the thread-safe API ---------------------------------------------------------------
+    def broadcast(self, kind: Kind, data: bytes) -> None:
+        """Send a frame to every connected peer. Raises `FrameTooLarge` above the cap."""
+        frame = encode_frame(kind, data, self.config.max_frame_size)
+        self._call(self._broadcast_frame, frame)
+
+    def send(self, peer: bytes, kind: Kind, data: bytes) -> None:
+        """Send a frame to one peer (dropped, with a debug log, if it is not connected)."""
+        frame = encode_frame(kind, data, self.config.max_frame_size)
+        self._call(self._send_frame, peer, frame)
+
+    def announce_status(self) -> None:
+        """Send our STATUS (our head now) to every peer, e.g. after a new block."""
+        self._call(self._announce_status)
+
+    def connected_peers(self) -> list[PeerState]:
+        with self._lock:
+            conns = list(self._connections.values())
+        return sorted((c.state() for c in conns), key=lambda s: s.address)
+
+    def is_connected(self, peer: bytes) -> bool:
+        with self._lock:
+            return peer in self._connections
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed while we were stopping
+            loop.call_soon_threadsafe(fn, *args)
+
+    # -- on the loop thread ----------------------------------------------------------------
+    def _broadcast_frame(self, frame: bytes) -> None:
+        for conn in list(self._connections.values()):
+            self._enqueue(conn, frame)
+
+    def _send_frame(self, peer: bytes, frame: bytes) -> None:
+        conn = self._connections.get(peer)
+        if conn is None:
+            log.debug("not connected to 0x%s: frame dropped", peer.hex())
+            return
+        self._enqueue(conn, frame)
+
+    def _our_status(self) -> Status:
+        number, head_hash = self.head()
+        return Status(self.config.chain_id, self.config.genesis_hash, number, head_hash,
+                      self.config.address)
+
+    def _announce_status(self) -> None:
+        try:
+            frame = encode_frame(Kind.STATUS, encode_status(self._our_status()))
+        except Exception:
+            log.exception("cannot build our STATUS")
+            return
+        self._broadcast_frame(frame)
+
+    async def _status_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_interval)
+            self._announce_status()
+
+    def _enqueue(self, conn: _Connection, frame: bytes) -> None:
+        if conn.closing:
+            return
+        if (conn.queue.qsize() >= self.config.write_queue_frames
+                or conn.queued_bytes + len(frame) > self.config.write_queue_bytes):
+            log.warning("dropping peer %s: it does not read (%d frames, %d bytes queued)",
+                        conn.label(), conn.queue.qsize(), conn.queued_bytes)
+            self._close(conn, "write queue full: you do not read", abort=True)
+            return
+        conn.queue.put_nowait(frame)
+        conn.queued_bytes += len(frame)
+
+    def _close(self, conn: _Connection, reason: str | None, *, abort: bool = False) -> None:
+        """Close a connection (with a DISCONNECT when there is a reason and it can be sent)."""
+        if conn.closing:
+            return
+        conn.closing = True
+        transport = conn.writer.transport
+        if abort:
+            transport.abort()
+            return
+        if reason is not None and not transport.is_closing():
+            with contextlib.suppress(Exception):
+                conn.writer.write(encode_frame(Kind.DISCONNECT, encode_disconnect(reason)))
+        transport.close()
+
+    async def _write_loop(self, conn: _Connection) -> None:
+        try:
+            while True:
+                frame = await conn.queue.get()
+                conn.queued_bytes -= len(frame)
+                if conn.closing:
+                    return
+                conn.writer.write(frame)
+                await conn.writer.drain()
+        except _CONNECTION_ERRORS as exc:
+            if not conn.closing:
+                log.info("connection to %s lost while writing: %s", conn.label(), describe_ssl_error(exc))
+            self._close(conn, None, abort=True)
+
+    # -- accepting -------------------------------------------------------------------------
+    async def _accept_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        listener = self._listener
+        assert listener is not None
+        while not self._stopping:
+            try:
+                sock, peername = await loop.sock_accept(listener)
+            except OSError as exc:
+                if self._stopping:
+                    return
+                log.warning("accept failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._unowned.add(sock)
+            self._spawn(self._accepted(sock, peername[0], peername[1]))
+
+    async def _accepted(self, sock: socket.socket, host: str, port: int) -> None:
+        self._unowned.discard(sock)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2 ** 16)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        transport = None
+        try:
+            # connect_accepted_socket awaits the handshake and raises its error to us (a
+            # TLS server made by asyncio.start_server would swallow it).
+            transport, _ = await asyncio.wait_for(
+                loop.connect_accepted_socket(lambda: protocol, sock, ssl=self._server_ctx,
+                                             ssl_handshake_timeout=self.config.handshake_timeout),
+                self.config.handshake_timeout + 1,
+            )
+        except (*_CONNECTION_ERRORS, ssl.SSLError) as exc:
+            log.warning("refused %s:%d: %s", host, port, describe_ssl_error(exc))
+            return
+        finally:
+            if transport is None:  # failed or cancelled: asyncio has let go of the socket
+                sock.close()
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        await self._session(reader, writer, host, port, None)
+
+    # -- dialling --------------------------------------------------------------------------
+    async def _dial_loop(self, peer: PeerInfo) -> None:
+        backoff = self.config.backoff_initial
+        while not self._stopping:
+            existing = self._connections.get(peer.address)
+            if existing is not None:  # it dialled us (or a session is still closing)
+                await existing.closed.wait()
+                backoff = self.config.backoff_initial
+            elif await self._dial(peer):
+                backoff = self.config.backoff_initial
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.config.backoff_max)
+                continue
+            await asyncio.sleep(backoff)
+
+    async def _dial(self, peer: PeerInfo) -> bool:
+        """One attempt: connect, handshake, run the session; True if the session was up."""
+        timeout = self.config.handshake_timeout
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(peer.host, peer.port, ssl=self._client_ctx, server_hostname="",
+                                        ssl_handshake_timeout=timeout, limit=2 ** 16),
+                timeout + 1,
+            )
+        except (*_CONNECTION_ERRORS, ssl.SSLError) as exc:
+            self._dial_failed(peer, describe_ssl_error(exc))
+            return False
+        return await self._session(reader, writer, peer.host, peer.port, peer)
+
+    def _dial_failed(self, peer: PeerInfo, reason: str) -> None:
+        # Once per distinct reason at WARNING; the retries every few seconds at DEBUG.
+        level = logging.DEBUG if self._dial_errors.get(peer.address) == reason else logging.WARNING
+        self._dial_errors[peer.address] = reason
+        log.log(level, "cannot connect to %s at %s:%d: %s", peer.name, peer.host, peer.port, reason)
+
+    # -- a session -------------------------------------------------------------------------
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
+                       port: int, dialled: PeerInfo | None) -> bool:
+        """Checks, STATUS exchange, then frames until the connection ends; True if it was up."""
+        cert = read_peer_certificate(writer.get_extra_info("ssl_object"))
+        conn = _Connection(reader, writer, host, port, dialled is not None, cert)
+        registered = False
+        try:
+            try:
+                await self._establish(conn, dialled)
+            except _Refused as exc:
+                self._refuse(conn, str(exc), dialled)
+                return False
+            except (*_CONNECTION_ERRORS, ssl.SSLError) as exc:
+                reason = describe_ssl_error(exc)
+                if dialled is not None and reason == "connection closed by the peer":
+                    # TLS 1.3: a client learns that its certificate was refused only now.
+                    reason += " before STATUS (did it refuse our certificate? see its log)"
+                self._refuse(conn, reason, dialled, send=False)
+                return False
+            except Exception:  # a bug (e.g. in `allow` or `head`): this connection only
+                log.exception("connection with %s failed", conn.where)
+                self._close(conn, "internal error")
+                return False
+            registered = True
+            self._dial_errors.pop(conn.address, None)
+            log.info("connected to %s (%s)", conn.label(), "outbound" if conn.outbound else "inbound")
+            writer_task = self._spawn(self._write_loop(conn))
+            try:
+                await self._read_loop(conn)
+            finally:
+                writer_task.cancel()
+            return True
+        finally:
+            if registered:
+                with self._lock:
+                    if self._connections.get(conn.address) is conn:
+                        del self._connections[conn.address]
+            self._close(conn, None)
+            conn.closed.set()
+            # A TLS close waits for the peer's close_notify; do not wait long for it (and
+            # when cancelled at shutdown, not at all).
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1.0)
+            finally:
+                writer.transport.abort()
+
+    def _refuse(self, conn: _Connection, reason: str, dialled: PeerInfo | None, *, send: bool = True) -> None:
+        if dialled is not None:
+            self._dial_failed(dialled, reason)
+        else:
+            log.warning("refused %s: %s", conn.where, reason)
+        self._close(conn, reason if send else None)
+
+    async def _establish(self, conn: _Connection, dialled: PeerInfo | None) -> None:
+        try:
+            conn.address = check_peer(conn.cert, self.allow, own=self.config.address,
+                                      expected=dialled.address if dialled else None)
+        except PeerRefused as exc:
+            raise _Refused(str(exc)) from None
+        if conn.address in self._connections:
+            raise _Refused(f"already connected to 0x{conn.address.hex()}")
+        static = self._static.get(conn.address)
+        common_name = conn.cert.common_name if conn.cert is not None else None
+        conn.name = dialled.name if dialled else static.name if static else common_name or ""
+        conn.writer.write(encode_frame(Kind.STATUS, encode_status(self._our_status())))
+        await conn.writer.drain()
+        try:
+            frame = await asyncio.wait_for(self._read_frame(conn), self.config.handshake_timeout)
+        except P2PError as exc:
+            raise _Refused(str(exc)) from None
+        if frame.kind == Kind.DISCONNECT:
+            raise _Refused(f"it disconnected: {decode_disconnect(frame.payload)}")
+        if frame.kind != Kind.STATUS:
+            raise _Refused(f"expected STATUS first, got {frame.kind.name}")
+        status = self._check_status(conn, frame.payload, notify=False)
+        if conn.address in self._connections:  # it connected another way while we talked
+            raise _Refused(f"already connected to 0x{conn.address.hex()}")
+        with self._lock:
+            self._connections[conn.address] = conn
+        self.dispatcher.call("on_status", conn.address, status)  # registered: it may answer
+
+    def _check_status(self, conn: _Connection, payload: bytes, *, notify: bool = True) -> Status:
+        try:
+            status = decode_status(payload)
+        except P2PError as exc:
+            raise _Refused(str(exc)) from None
+        problem = status_problem(status, chain_id=self.config.chain_id,
+                                 genesis_hash=self.config.genesis_hash, certified=conn.address)
+        if problem is not None:
+            raise _Refused(problem)
+        conn.head_number = status.head_number
+        if notify:
+            self.dispatcher.call("on_status", conn.address, status)
+        return status
+
+    async def _read_frame(self, conn: _Connection) -> Frame:
+        header = await conn.reader.readexactly(HEADER_SIZE)
+        length = decode_length(header, self.config.max_frame_size)  # refused before the body
+        return decode_body(await conn.reader.readexactly(length))
+
+    async def _read_loop(self, conn: _Connection) -> None:
+        while True:
+            try:
+                frame = await asyncio.wait_for(self._read_frame(conn), self.config.idle_timeout)
+                await self._handle(conn, frame)
+            except _Refused as exc:
+                log.warning("dropping peer %s: %s", conn.label(), exc)
+                self._close(conn, str(exc))
+                return
+            except FrameTooLarge as exc:
+                log.warning("dropping peer %s: %s", conn.label(), exc)
+                self._close(conn, str(exc))
+                return
+            except P2PError as exc:
+                log.warning("dropping peer %s: bad frame: %s", conn.label(), exc)
+                self._close(conn, f"bad frame: {exc}")
+                return
+            except TimeoutError:
+                log.warning("dropping peer %s: silent for %.0f s", conn.label(), self.config.idle_timeout)
+                self._close(conn, "idle")
+                return
+            except (*_CONNECTION_ERRORS, ssl.SSLError) as exc:
+                if not conn.closing:
+                    log.info("connection to %s lost: %s", conn.label(), describe_ssl_error(exc))
+                return
+            except Exception:  # a bug: drop this connection, keep the service
+                log.exception("dropping peer %s: internal error", conn.label())
+                self._close(conn, "internal error")
+                return
+
+    async def _handle(self, conn: _Connection, frame: Frame) -> None:
+        kind, payload = frame.kind, frame.payload
+        if kind == Kind.CONSENSUS:
+            self.dispatcher.call("on_consensus", conn.address, payload)
+        elif kind == Kind.TX:
+            self.dispatcher.call("on_transaction", conn.address, payload)
+        elif kind == Kind.STATUS:
+            self._check_status(conn, payload)
+        elif kind == Kind.GET_BLOCKS:
+            from_height, count = decode_get_blocks(payload)
+            blocks = await asyncio.to_thread(self.dispatcher.blocks_for, conn.address, from_height, count)
+            self._enqueue(conn, encode_frame(Kind.BLOCKS, encode_blocks(blocks), self.config.max_frame_size))
+        elif kind == Kind.BLOCKS:
+            blocks = decode_blocks(payload)
+            await asyncio.to_thread(self.dispatcher.call, "on_blocks", conn.address, blocks)
+        elif kind == Kind.DISCONNECT:
+            log.info("peer %s disconnected: %s", conn.label(), decode_disconnect(payload))
+            self._close(conn, None)
+            raise EOFError("disconnected by the peer")
+
+
+__all__ = ["P2PConfig", "P2PService", "PeerInfo", "PeerState"]

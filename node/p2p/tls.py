@@ -1,0 +1,157 @@
+"""TLS 1.3 with mutual authentication between nodes, and the post-handshake peer checks.
+
+Both sides present a certificate issued by one of the consortium's org CAs
+(`network.pki`) and require one from the other side; trust is the bundle of every org CA
+certificate and nothing else (not the system store). A peer whose certificate does not
+chain to a consortium CA fails the handshake itself. After it, `check_peer` reads the
+node address the certificate binds (SAN URI `rxledger:node:0x…`) and refuses a peer whose
+address is not on the allowlist, is our own, or (when we dialled) is not the one we meant
+to reach.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from network.pki import bound_address, organisation_of, write_private
+from node.p2p.frames import P2PError
+
+
+class PeerRefused(P2PError):
+    """A peer completed the handshake but may not connect (allowlist, address, status)."""
+
+
+@dataclass(frozen=True)
+class TlsIdentity:
+    """A node's TLS certificate and key (PEM) and the consortium's org CA certificates."""
+
+    cert_pem: bytes
+    key_pem: bytes
+    ca_pems: tuple[bytes, ...]
+
+    @classmethod
+    def load(cls, cert_file: Path, key_file: Path, ca_files: Sequence[Path]) -> TlsIdentity:
+        """Read the PEM files a node's config points at."""
+        return cls(Path(cert_file).read_bytes(), Path(key_file).read_bytes(),
+                   tuple(Path(p).read_bytes() for p in ca_files))
+
+
+def _context(identity: TlsIdentity, purpose: int) -> ssl.SSLContext:
+    if not identity.ca_pems:
+        raise P2PError("no consortium CA certificates: every peer would be refused")
+    ctx = ssl.SSLContext(purpose)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    # The client context checks hostnames by default; that must be off before the mode is
+    # set (see client_context for why we do not check them).
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    # Only the consortium's CAs: never the system trust store.
+    ctx.load_verify_locations(cadata=b"\n".join(identity.ca_pems).decode("ascii"))
+    # load_cert_chain reads files only: write the key to a private temporary directory
+    # (0700, the key file 0600) for the moment it takes.
+    with tempfile.TemporaryDirectory(prefix="rxledger-tls-") as tmp:
+        cert_file, key_file = Path(tmp) / "node.crt", Path(tmp) / "node.key"
+        cert_file.write_bytes(identity.cert_pem)
+        write_private(key_file, identity.key_pem)
+        try:
+            ctx.load_cert_chain(cert_file, key_file)
+        except ssl.SSLError as exc:
+            raise P2PError(f"cannot load the node's TLS certificate and key: {exc}") from exc
+    return ctx
+
+
+def server_context(identity: TlsIdentity) -> ssl.SSLContext:
+    """The listening side: TLS 1.3 only, a client certificate from a consortium CA required."""
+    return _context(identity, ssl.PROTOCOL_TLS_SERVER)
+
+
+def client_context(identity: TlsIdentity) -> ssl.SSLContext:
+    """The dialling side: TLS 1.3 only, our certificate presented, the server's verified.
+
+    Hostname checking is off on purpose. A peer's identity is the node address its
+    certificate binds, not where it is reachable: after the handshake the dialler checks
+    that the bound address is exactly the one of the peer it dialled (`check_peer`,
+    `expected=`), which a CA-signed certificate for some other host name could not pass
+    either, and which keeps working behind NAT, in containers and when a peer's IP
+    changes without re-issuing its certificate.
+    """
+    return _context(identity, ssl.PROTOCOL_TLS_CLIENT)
+
+
+@dataclass(frozen=True)
+class PeerCertificate:
+    """What we read from a peer's (already verified) certificate."""
+
+    der: bytes
+    address: bytes | None
+    subject: str
+    organisation: str | None
+
+    @property
+    def common_name(self) -> str | None:
+        cert = x509.load_der_x509_certificate(self.der)
+        values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        return str(values[0].value) if values else None
+
+
+def read_peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> PeerCertificate | None:
+    """The peer's certificate after a handshake, or None if it presented none."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        subject = cert.subject.rfc4514_string()
+        return PeerCertificate(der, bound_address(der), subject, organisation_of(der))
+    except ValueError:
+        return PeerCertificate(der, None, "(unreadable certificate)", None)
+
+
+def check_peer(cert: PeerCertificate | None, allow: Callable[[bytes], bool], *, own: bytes,
+               expected: bytes | None = None) -> bytes:
+    """The peer's node address if it may connect; raises `PeerRefused` with the reason."""
+    if cert is None:
+        raise PeerRefused("the peer presented no certificate")
+    address = cert.address
+    if address is None:
+        raise PeerRefused("the certificate binds no node address")
+    if address == own:
+        raise PeerRefused("the certificate binds our own address (connected to ourselves?)")
+    if expected is not None and address != expected:
+        raise PeerRefused(f"dialled 0x{expected.hex()} but the certificate binds 0x{address.hex()}")
+    if not allow(address):
+        raise PeerRefused(f"address 0x{address.hex()} is not on the allowlist")
+    return address
+
+
+def describe_ssl_error(exc: BaseException) -> str:
+    """A short readable reason for a failed handshake or a broken TLS stream."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        if reason:
+            return reason.lower().replace("_", " ")
+        return str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
+        return "connection closed by the peer"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+__all__ = [
+    "PeerCertificate", "PeerRefused", "TlsIdentity", "check_peer", "client_context",
+    "describe_ssl_error", "read_peer_certificate", "server_context",
+]

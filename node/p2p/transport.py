@@ -1,0 +1,218 @@
+"""`P2PTransport`: the consensus runtime's `Transport` over a peer network.
+
+It adapts a `PeerNetwork` (`P2PService` over TLS, or `MemoryTransport`) to
+`node.runtime.Transport` and supplies that network's handlers:
+
+    runtime → peers   broadcast/send      CONSENSUS frames
+                      request_blocks      GET_BLOCKS(from, chunk), continued chunk by chunk
+                      push_blocks         BLOCKS read from our chain
+    peers → runtime   CONSENSUS           runtime.deliver(data)
+                      BLOCKS              decoded, runtime.deliver_block(block), in order
+                      TX                  submit_transaction(raw) (the txpool)
+                      GET_BLOCKS          answered from our chain
+                      STATUS              a peer ahead of us: ask it for blocks
+
+Wiring (the transport exists before the runtime, whose inbox it feeds):
+
+    transport = P2PTransport(chain, submit_transaction=node.submit_raw_transaction)
+    service = P2PService(config, tls, allow=..., head=..., **transport.handlers())
+    transport.attach(service)
+    runtime = node.start_consensus(qbft_config, transport)
+    transport.bind_runtime(runtime)
+    service.start()
+
+Blocks from sync are handed to the runtime one at a time: the next one only when the
+chain's head has reached the previous one (the runtime executes a synced block on the
+committed head), so a batch of 128 blocks imports in one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from node.errors import NodeError
+from node.p2p.frames import MAX_FRAME_SIZE, Kind, Status, encode_blocks, encode_get_blocks
+from node.p2p.peers import PeerNetwork, fit_blocks
+from node.types.blocks import Block, decode_block, encode_block
+
+log = logging.getLogger("rxledger.p2p")
+
+
+class _Numbered(Protocol):
+    @property
+    def number(self) -> int: ...
+
+
+class ChainView(Protocol):
+    """What the transport reads from the chain (`node.chain.Chain` is one)."""
+
+    @property
+    def head(self) -> _Numbered: ...
+
+    def block_by_number(self, number: int) -> Block | None: ...
+
+
+class RuntimeInbox(Protocol):
+    """Where consensus messages and synced blocks go (`ConsensusRuntime` is one)."""
+
+    def deliver(self, data: bytes) -> None: ...
+
+    def deliver_block(self, block: Block) -> None: ...
+
+
+class P2PTransport:
+    """`node.runtime.Transport` over a `PeerNetwork`, plus that network's handlers."""
+
+    def __init__(
+        self,
+        chain: ChainView,
+        *,
+        submit_transaction: Callable[[bytes], object] | None = None,
+        chunk: int = 128,
+        max_frame_size: int = MAX_FRAME_SIZE,
+        import_timeout: float = 5.0,
+        request_retry: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`chunk`: blocks per GET_BLOCKS/BLOCKS (the service's `max_blocks_per_frame`).
+
+        `import_timeout`: how long to wait for the runtime to commit one synced block
+        before giving up on the rest of that batch. `request_retry`: how often a peer
+        seen ahead of us (STATUS) is asked for blocks while none arrive.
+        """
+        self.chain = chain
+        self.submit_transaction = submit_transaction
+        self.chunk = chunk
+        self.max_frame_size = max_frame_size
+        self.import_timeout = import_timeout
+        self.request_retry = request_retry
+        self.clock = clock
+        self.network: PeerNetwork | None = None
+        self.runtime: RuntimeInbox | None = None
+        self._lock = threading.Lock()
+        self._last_request = float("-inf")
+        self._heads: dict[bytes, int] = {}
+
+    def attach(self, network: PeerNetwork) -> None:
+        self.network = network
+
+    def bind_runtime(self, runtime: RuntimeInbox) -> None:
+        self.runtime = runtime
+
+    def handlers(self) -> dict[str, Callable[..., object]]:
+        """Keyword arguments for `P2PService(...)` / `MemoryTransport(...)`."""
+        return {"on_consensus": self.on_consensus, "on_transaction": self.on_transaction,
+                "on_get_blocks": self.on_get_blocks, "on_blocks": self.on_blocks,
+                "on_status": self.on_status}
+
+    # -- node.runtime.Transport ------------------------------------------------------------
+    def broadcast(self, data: bytes) -> None:
+        if self.network is not None:
+            self.network.broadcast(Kind.CONSENSUS, data)
+
+    def send(self, peer: bytes, data: bytes) -> None:
+        if self.network is not None:
+            self.network.send(peer, Kind.CONSENSUS, data)
+
+    def request_blocks(self, peer: bytes, from_height: int) -> None:
+        """Ask `peer` for final blocks from `from_height` on (continued in on_blocks)."""
+        if self.network is None:
+            return
+        with self._lock:
+            self._last_request = self.clock()
+        log.debug("asking 0x%s for blocks from %d", peer.hex()[:8], from_height)
+        self.network.send(peer, Kind.GET_BLOCKS, encode_get_blocks(from_height, self.chunk))
+
+    def push_blocks(self, peer: bytes, from_height: int) -> None:
+        """Send `peer` (seen at a lower height) our final blocks from `from_height` on."""
+        if self.network is None:
+            return
+        blocks = self.read_blocks(from_height, self.chunk)
+        if blocks:
+            log.debug("pushing blocks %d.. (%d) to 0x%s", from_height, len(blocks), peer.hex()[:8])
+            self.network.send(peer, Kind.BLOCKS, encode_blocks(blocks))
+
+    def peers(self) -> list[dict[str, object]]:
+        """Connected peers as JSON, for the node's status."""
+        return [] if self.network is None else [p.as_json() for p in self.network.connected_peers()]
+
+    def gossip_transaction(self, raw: bytes) -> None:
+        """Send a transaction admitted here (from RPC) to every peer."""
+        if self.network is not None:
+            self.network.broadcast(Kind.TX, raw)
+
+    # -- handlers --------------------------------------------------------------------------
+    def on_consensus(self, peer: bytes, data: bytes) -> None:
+        if self.runtime is not None:
+            self.runtime.deliver(data)
+
+    def on_transaction(self, peer: bytes, raw: bytes) -> None:
+        if self.submit_transaction is None:
+            return
+        try:
+            self.submit_transaction(raw)
+        except NodeError as exc:  # already known, nonce too low, …: routine with gossip
+            log.debug("transaction from 0x%s not admitted: %s", peer.hex()[:8], exc)
+
+    def on_get_blocks(self, peer: bytes, from_height: int, count: int) -> list[bytes]:
+        return self.read_blocks(from_height, min(count, self.chunk))
+
+    def read_blocks(self, from_height: int, count: int) -> list[bytes]:
+        """Our final blocks from `from_height`, at most `count`, fitting one frame."""
+        out: list[bytes] = []
+        last = min(self.chain.head.number, from_height + count - 1)
+        for number in range(max(from_height, 0), last + 1):
+            block = self.chain.block_by_number(number)
+            if block is None:
+                break
+            out.append(encode_block(block))
+        return fit_blocks(out, count, self.max_frame_size)
+
+    def on_status(self, peer: bytes, status: Status) -> None:
+        with self._lock:
+            self._heads[peer] = status.head_number
+            due = self.clock() >= self._last_request + self.request_retry
+        ours = self.chain.head.number
+        if status.head_number > ours and due and self.runtime is not None:
+            self.request_blocks(peer, ours + 1)
+
+    def on_blocks(self, peer: bytes, blocks: list[bytes]) -> None:
+        """Hand synced blocks to the runtime in order; ask for the next chunk if there is more."""
+        if self.runtime is None or not blocks:
+            return
+        start = self.chain.head.number
+        for data in blocks:
+            try:
+                block = decode_block(data)
+            except NodeError as exc:
+                log.warning("undecodable block from 0x%s: %s", peer.hex()[:8], exc)
+                break
+            if block.number <= self.chain.head.number:
+                continue
+            if block.number != self.chain.head.number + 1:
+                break  # not the next one: a later request starts from our head
+            self.runtime.deliver_block(block)
+            if not self._wait_for_head(block.number):
+                log.warning("synced block %d from 0x%s was not imported within %.1f s",
+                            block.number, peer.hex()[:8], self.import_timeout)
+                break
+        head = self.chain.head.number
+        with self._lock:
+            peer_head = self._heads.get(peer, 0)
+        if head > start and (len(blocks) >= self.chunk or peer_head > head):
+            self.request_blocks(peer, head + 1)
+
+    def _wait_for_head(self, number: int) -> bool:
+        deadline = time.monotonic() + self.import_timeout
+        while self.chain.head.number < number:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+
+__all__ = ["ChainView", "P2PTransport", "RuntimeInbox"]

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     start = node_commands.add_parser("start", help="start a node")
     mode = start.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dev", action="store_true", help="one-validator development chain")
+    mode.add_argument("--config", type=Path, metavar="FILE",
+                      help="one consortium node from its node.toml (written by `rxledger network init`)")
     start.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_DATA_DIR,
                        help=f"LevelDB data directory (default {DEFAULT_DEV_DATA_DIR})")
     start.add_argument("--rpc-host", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
@@ -201,11 +203,98 @@ def setup_logging(level: str, node_name: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
 
 
+def start_config(args: argparse.Namespace) -> int:
+    """A consortium node: its node.toml → store, chain, p2p (TLS), QBFT, JSON-RPC."""
+    import uvicorn
+
+    from network.config import load_node_config
+    from network.errors import NetworkError
+    from network.genesis import load_genesis
+    from node.consensus.qbft import QbftConfig
+    from node.errors import NodeError
+    from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
+    from node.rpc.app import create_app
+    from node.service import NodeService
+
+    try:
+        cfg = load_node_config(args.config)
+        genesis = load_genesis(cfg.genesis)
+        key = cfg.load_validator_key()
+    except (NetworkError, NodeError, OSError) as exc:
+        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(args.log_level, cfg.name)
+    log = logging.getLogger("rxledger.node")
+    config = NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port, node_name=cfg.name)
+    try:
+        sock = _bind(config.rpc_host, config.rpc_port)
+    except OSError as exc:
+        print(f"rxledger: cannot listen on {config.rpc_host}:{config.rpc_port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        service = NodeService(config, genesis, validator_key=key)
+    except NodeError as exc:
+        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
+        return 1
+    chain = service.chain
+    peers = tuple(PeerInfo(p.name, p.address, p.host, p.port) for p in cfg.peers)
+    configured = {p.address for p in peers} | {cfg.address}
+
+    def allow(address: bytes) -> bool:
+        # Configured nodes, and whoever is a validator now (a validator voted in later).
+        return address in configured or address in chain.validators_at(chain.head.number + 1)
+
+    transport = P2PTransport(chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False))
+    try:
+        tls = TlsIdentity.load(cfg.tls_cert, cfg.tls_key, [cfg.ca_bundle])
+        p2p = P2PService(
+            P2PConfig(host=cfg.p2p_host, port=cfg.p2p_port, address=cfg.address, chain_id=chain.chain_id,
+                      genesis_hash=chain.genesis_hash, peers=peers),
+            tls, allow=allow, head=lambda: (chain.head.number, chain.head.hash),
+            **transport.handlers(),  # type: ignore[arg-type]
+        )
+    except (NodeError, OSError, ValueError) as exc:
+        service.close()
+        print(f"rxledger: cannot start p2p: {exc}", file=sys.stderr)
+        return 1
+    transport.attach(p2p)
+    service.gossip = transport.gossip_transaction
+    consensus = cfg.consensus
+    runtime = service.start_consensus(QbftConfig(
+        block_period=consensus.block_period, empty_block_period=consensus.empty_block_period,
+        round_timeout=consensus.round_timeout, max_round_timeout=consensus.max_round_timeout,
+    ), transport)
+    transport.bind_runtime(runtime)
+    chain.add_listener(lambda block, receipts: p2p.announce_status())
+    try:
+        p2p.start()
+    except (NodeError, OSError) as exc:
+        service.close()
+        print(f"rxledger: cannot start p2p on {cfg.p2p_host}:{cfg.p2p_port}: {exc}", file=sys.stderr)
+        return 1
+    log.info("node %s (%s of %s): chain id %d, genesis 0x%s, head %d, p2p %s:%d, %s",
+             cfg.name, cfg.role, cfg.org, chain.chain_id, chain.genesis_hash.hex(), chain.head.number,
+             cfg.p2p_host, cfg.p2p_port, "validator" if cfg.address in chain.validators_at(chain.head.number + 1)
+             else "not a validator now")
+    print(f"RxLedger node {cfg.name}: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
+          f"(chain id {chain.chain_id}, head {chain.head.number})", flush=True)
+    server = _server_class()(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        p2p.stop()
+        service.close()
+        log.info("stopped cleanly at head %d", chain.head.number)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(getattr(args, "log_level", "info"), "dev")
     if args.command == "node" and args.node_command == "start" and args.dev:
         return start_dev(args)
+    if args.command == "node" and args.node_command == "start":
+        return start_config(args)
     if args.command == "node" and args.node_command == "status":
         return node_status(args)
     if (handler := getattr(args, "handler", None)) is not None:

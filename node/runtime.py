@@ -164,15 +164,18 @@ class ConsensusRuntime:
                 timeout = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self.clock()))
                 try:
                     kind, item = self._inbox.get(timeout=timeout)
-                    self._handle(kind, item)
-                    while True:  # drain what else arrived, then do one turn
-                        kind, item = self._inbox.get_nowait()
+                    while True:
+                        # Carry out each input before the next: a decided block must be
+                        # committed before a message or block of the next height is
+                        # validated against our head.
                         self._handle(kind, item)
+                        self._carry_out()
+                        kind, item = self._inbox.get_nowait()
                 except queue.Empty:
                     pass
                 if self._stop.is_set():
                     return
-                self.node.set_pending(len(self.pool) > 0)
+                self.node.set_pending(self.pool.has_executable())
                 self.node.tick(self.clock())
                 self._carry_out()
         except BaseException as exc:  # a broken invariant: stop loudly, write nothing more

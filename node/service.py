@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from node.chain import Chain
@@ -62,10 +63,13 @@ class NodeService:
         self.pending_votes: dict[bytes, bool] = {}
         self._new_block = threading.Condition()
         self.runtime: ConsensusRuntime | None = None
+        # Sends an admitted transaction to the peers (set when the node has a p2p layer).
+        self.gossip: Callable[[bytes], None] | None = None
 
     # -- transactions ----------------------------------------------------------------------
-    def submit_raw_transaction(self, raw: bytes) -> bytes:
-        """Decode (recovering the sender once), admit to the pool; returns the hash."""
+    def submit_raw_transaction(self, raw: bytes, *, gossip: bool = True) -> bytes:
+        """Decode (recovering the sender once), admit to the pool, tell the peers (unless
+        it came from one); returns the hash."""
         if len(raw) > self.config.pool.max_tx_size:
             raise TxPoolRefused(
                 f"oversized transaction: {len(raw)} bytes, the limit is {self.config.pool.max_tx_size}"
@@ -76,6 +80,8 @@ class NodeService:
         tx_hash = self.pool.add(stx)
         if self.runtime is not None:
             self.runtime.wake()
+        if gossip and self.gossip is not None:
+            self.gossip(raw)
         return tx_hash
 
     def pending_nonce(self, address: bytes) -> int:

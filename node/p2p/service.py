@@ -15,8 +15,9 @@ A malformed frame, an unknown type or a frame announcing more than the cap drops
 connection (DISCONNECT, close, log); the service keeps serving everyone else.
 
 Connections: one per peer address. We dial the static peers whose address is lower than
-ours and accept anyone allowed (so two nodes normally make exactly one connection); a
-duplicate keeps the existing connection. A dialled peer is redialled with exponential
+ours at once, and higher ones only if they have not dialled us within `dial_grace`
+seconds (a node added later is not in their lists); we accept anyone allowed, so two
+nodes normally make exactly one connection; a duplicate keeps the existing connection. A dialled peer is redialled with exponential
 backoff (`backoff_initial` doubling to `backoff_max`, reset after a good session). Each
 connection has a bounded write queue: a peer that does not read is dropped rather than
 letting its frames pile up in memory. Every `status_interval` seconds each node
@@ -104,6 +105,7 @@ class P2PConfig:
     handshake_timeout: float = 10.0
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
+    dial_grace: float = 3.0
     status_interval: float = 5.0
     idle_timeout: float = 30.0
 
@@ -217,8 +219,9 @@ class P2PService:
         asyncio.set_event_loop(loop)
         self._accept_task = self._spawn(self._accept_loop())
         for peer in self.config.peers:
-            if peer.address < self.config.address:
-                self._spawn(self._dial_loop(peer))
+            # A higher-address peer normally dials us; we dial it only if it has not after a
+            # grace period (it may not list us: a node added after it started).
+            self._spawn(self._dial_loop(peer, defer=peer.address > self.config.address))
         self._spawn(self._status_loop())
         self._started.set()
         try:
@@ -398,9 +401,11 @@ class P2PService:
         await self._session(reader, writer, host, port, None)
 
     # -- dialling --------------------------------------------------------------------------
-    async def _dial_loop(self, peer: PeerInfo) -> None:
+    async def _dial_loop(self, peer: PeerInfo, defer: bool = False) -> None:
         backoff = self.config.backoff_initial
         while not self._stopping:
+            if defer and peer.address not in self._connections:
+                await asyncio.sleep(self.config.dial_grace)
             existing = self._connections.get(peer.address)
             if existing is not None:  # it dialled us (or a session is still closing)
                 await existing.closed.wait()

@@ -136,6 +136,11 @@ class TxPool:
             depth += 1
         return out
 
+    def has_executable(self) -> bool:
+        """Whether some transaction could go into the next block (its nonce is due)."""
+        with self._lock:
+            return any(self.state_nonce(sender) in queue for sender, queue in self._by_sender.items())
+
     def next_nonce(self, sender: bytes) -> int:
         """The nonce after the sender's gapless run of waiting transactions."""
         # Read the state nonce under the lock: a commit updates the head before the pool

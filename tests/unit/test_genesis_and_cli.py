@@ -43,7 +43,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     ("args", "message"),
     [
         ((), "the following arguments are required: command"),
-        (("node", "start"), "one of the arguments --dev is required"),
+        (("node", "start"), "one of the arguments --dev --config is required"),
         (("node", "start", "--dev", "--rpc-port", "99999"), "port must be between 1 and 65535"),
         (("node", "start", "--dev", "--rpc-port", "http"), "not a port number"),
         (("node", "start", "--dev", "--empty-block-period", "-1"), "must not be negative"),

@@ -129,3 +129,11 @@ def test_prune_drops_passed_nonces_and_remove_drops_included(pool, nonces):
     pool.prune()
     assert [t.nonce for t in pool.pending()] == [2, 3]
     assert txs[1].hash not in pool and txs[2].hash in pool
+
+
+def test_has_executable_ignores_future_nonces(pool):
+    assert not pool.has_executable()
+    pool.add(tx(9, 1))
+    assert not pool.has_executable()  # nonce 0 is missing: nothing could go in a block
+    pool.add(tx(9, 0))
+    assert pool.has_executable()

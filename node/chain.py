@@ -14,12 +14,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from chaincode_py.host import NativeChaincodeHost
 from node.consensus.validators import VoteTally, tally_vote, validators_commitment
 from node.errors import InvalidBlock, NodeError
-from node.execution.chaincode import ChaincodeHost
+from node.execution.chaincode import (
+    PLACEHOLDER_CODE,
+    ChaincodeGenesis,
+    ChaincodeHost,
+    EnrolmentSource,
+)
 from node.execution.executor import BlockEnv, BlockExecution, Executor
 from node.genesis import GenesisConfig
 from node.storage import chain_store as cs
@@ -57,7 +63,13 @@ class TxLocation:
 
 
 class Chain:
-    """The final chain held in one key-value store."""
+    """The final chain held in one key-value store.
+
+    `chaincode` defaults to the native chaincodes (`chaincode_py`): PrescriptionRegistry,
+    Governance and AnchorRegistry at 0x…1001-1003, with Governance's genesis state from
+    `genesis`, on every chain. Pass `node.execution.chaincode.NoChaincode()` for a chain
+    without them.
+    """
 
     def __init__(
         self,
@@ -68,14 +80,19 @@ class Chain:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        self.executor = Executor(store, genesis.chain_id, self.canonical_hash, chaincode)
+        self.chaincode: ChaincodeHost = chaincode if chaincode is not None else NativeChaincodeHost(store)
+        self.executor = Executor(store, genesis.chain_id, self.canonical_hash, self.chaincode)
         self._lock = threading.RLock()
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
         self._listeners: list[Callable[[Block, list[Receipt]], None]] = []
         # Nonces at one state root; a new dict is made when the head's root differs, so a
         # reader never mixes two heads.
         self._nonces: tuple[bytes, dict[bytes, int]] = (b"", {})
+        # Senders: genesis accounts with no role always; others while Governance enrols them.
         self.enrolled = frozenset(e.address for e in genesis.enrolments)
+        self.genesis_senders = frozenset(e.address for e in genesis.enrolments if e.role is None)
+        self._governance = self.chaincode if isinstance(self.chaincode, EnrolmentSource) else None
+        self._enrolment: tuple[bytes, dict[bytes, bool]] = (b"", {})
         stored = store.get(cs.META_GENESIS_CONFIG)
         if stored is None:
             self._write_genesis()
@@ -83,6 +100,12 @@ class Chain:
             raise NodeError(
                 "the data directory holds a different chain (its genesis differs from this "
                 "node's configuration); use another --data-dir or the matching genesis"
+            )
+        elif store.get(cs.META_GENESIS_HASH) != self._genesis_block()[0].hash:
+            raise NodeError(
+                "the data directory holds a different chain: its genesis block is not the one "
+                "this node makes from the same configuration (made by an older version?); "
+                "use another --data-dir"
             )
         head_hash = cs.load_head_hash(store)
         head = cs.load_header(store, head_hash) if head_hash else None
@@ -92,8 +115,15 @@ class Chain:
         self.genesis_hash: bytes = store.get(cs.META_GENESIS_HASH) or b""
 
     # -- genesis ---------------------------------------------------------------------------
-    def _write_genesis(self) -> None:
-        state_root, state_writes = self.executor.genesis_state(self.genesis.balances)
+    def _genesis_block(self) -> tuple[Block, dict[bytes, bytes | None]]:
+        """The genesis block and its state writes (EVM state and chaincode state)."""
+        chaincode_writes: Mapping[bytes, bytes | None] = {}
+        commitment = ZERO_HASH
+        if isinstance(self.chaincode, ChaincodeGenesis):
+            chaincode_writes, commitment = self.chaincode.genesis(self.genesis)
+        codes = tuple((address, PLACEHOLDER_CODE) for address in self.chaincode.addresses())
+        state_root, state_writes = self.executor.genesis_state(self.genesis.balances, commitment, codes)
+        state_writes.update(chaincode_writes)
         validators = tuple(sorted(self.genesis.validators))
         extra = QbftExtra(validators_commitment(validators), validators, None, 0, ())
         header = Header(
@@ -106,7 +136,11 @@ class Chain:
             excess_blob_gas=0, parent_beacon_block_root=ZERO_HASH,
             requests_hash=EMPTY_REQUESTS_HASH,
         )
-        block = Block(header, ())
+        return Block(header, ()), state_writes
+
+    def _write_genesis(self) -> None:
+        block, state_writes = self._genesis_block()
+        validators = tuple(sorted(self.genesis.validators))
         cs.save_block(
             self.store, block, [], state_writes,
             {cs.META_GENESIS_CONFIG: self.genesis.encode(), cs.META_GENESIS_HASH: block.hash,
@@ -174,8 +208,25 @@ class Chain:
         return self.tally_after(parent).validators
 
     def is_enrolled(self, address: bytes) -> bool:
-        """Permissioned senders: enrolled in genesis (governance state joins in its issue)."""
-        return address in self.enrolled
+        """Permissioned senders: accounts Governance gives a role at the head, and the genesis
+        accounts with no role (the deployer). Cached until the next block, so an account
+        enrolled on-chain may send from the next block on and a revoked one may not.
+
+        Without a governance-aware chaincode host: the genesis enrolments.
+        """
+        if self._governance is None:
+            return address in self.enrolled
+        head = self.head.hash
+        cached_head, answers = self._enrolment
+        if cached_head != head:
+            answers = {}
+            self._enrolment = (head, answers)
+        answer = answers.get(address)
+        if answer is None:
+            answer = answers[address] = (
+                address in self.genesis_senders or self._governance.is_enrolled(address)
+            )
+        return answer
 
     def state_nonce(self, address: bytes) -> int:
         """The account's nonce at the head (cached until the next block)."""

@@ -1,10 +1,11 @@
 """Genesis: the chain's first block, its enrolled accounts and the development defaults.
 
 A `GenesisConfig` says everything the first block commits to: chain id, gas limit,
-timestamp, the validator set, the enrolled (permissioned) accounts with their
-organisation and role, and any pre-funded or pre-deployed accounts. The dev chain and
-`rxledger up` enrol the development accounts of INTERFACES.md: the public Hardhat/Anvil
-mnemonic, never a real secret.
+timestamp, the validator set, the organisations (name and kind), the enrolled
+(permissioned) accounts with their organisation and role, and any pre-funded accounts.
+The native Governance chaincode starts from the organisations, accounts and validators
+(`chaincode_py.genesis`). The dev chain and `rxledger up` enrol the development accounts
+of INTERFACES.md: the public Hardhat/Anvil mnemonic, never a real secret.
 """
 
 from __future__ import annotations
@@ -37,6 +38,19 @@ DEV_ACCOUNT_ROLES: tuple[tuple[int, str | None, str | None], ...] = (
     (8, "regulator", "org admin"),
     (9, None, None),  # deployer: may deploy EVM contracts, no role
 )
+# INTERFACES.md: the development organisations, in Governance's order (as contracts/deploy.py).
+DEV_ORGS: tuple[tuple[str, str], ...] = (
+    ("hospital-a", "hospital"),
+    ("hospital-b", "hospital"),
+    ("pharmacy-a", "pharmacy"),
+    ("regulator", "regulator"),
+)
+# Codes of docs/CONTRACTS.md (Governance).
+ORG_KIND_CODES = {"hospital": 1, "pharmacy": 2, "regulator": 3}
+ROLE_CODES = {"prescriber": 1, "hospital pharmacist": 2, "pharmacist": 3, "auditor": 4, "org admin": 5}
+# The kind of organisation a role implies (org admins fit any kind).
+_KIND_OF_ROLE = {"prescriber": "hospital", "hospital pharmacist": "hospital",
+                 "pharmacist": "pharmacy", "auditor": "regulator"}
 
 
 @dataclass(frozen=True)
@@ -59,15 +73,50 @@ class DevAccount:
 
 @dataclass(frozen=True)
 class GenesisConfig:
+    """The genesis block's contents.
+
+    `orgs` lists the organisations as (name, kind) in Governance's order, kind one of
+    hospital, pharmacy, regulator. Left empty (configs written before it existed), the
+    organisations are those the enrolments name, in order of first appearance, each of the
+    kind its accounts' roles imply (prescriber or hospital pharmacist: hospital; pharmacist:
+    pharmacy; auditor: regulator) or, for an organisation with admins only, the kind its
+    name starts with ("hospital-b": hospital); `organisations()` refuses anything else.
+    """
+
     chain_id: int
     validators: tuple[bytes, ...]
     enrolments: tuple[Enrolment, ...]
     gas_limit: int = DEFAULT_GAS_LIMIT
     timestamp: int = 0
     balances: tuple[tuple[bytes, int], ...] = field(default=())
+    orgs: tuple[tuple[str, str], ...] = field(default=())
+
+    def organisations(self) -> tuple[tuple[str, str], ...]:
+        """(name, kind) of every genesis organisation, in order (see the class docstring)."""
+        if self.orgs:
+            return self.orgs
+        kinds: dict[str, str | None] = {}
+        for e in self.enrolments:
+            if e.org is None:
+                continue
+            implied = _KIND_OF_ROLE.get(e.role or "")
+            if kinds.get(e.org) is None:
+                kinds[e.org] = implied
+        out = []
+        for name, kind in kinds.items():
+            if kind is None:
+                kind = next((k for k in ORG_KIND_CODES if name.startswith(k)), None)
+            if kind is None:
+                raise ValueError(
+                    f"genesis: the kind of organisation {name!r} is unknown (its accounts are "
+                    "org admins only); list the organisations with their kinds in `orgs`"
+                )
+            out.append((name, kind))
+        return tuple(out)
 
     def encode(self) -> bytes:
-        """Canonical JSON (sorted keys, hex bytes) as stored in the database."""
+        """Canonical JSON (sorted keys, hex bytes) as stored in the database. `orgs` is left
+        out when empty, so configs that predate it encode as they did."""
         def conv(v: object) -> object:
             if isinstance(v, bytes):
                 return "0x" + v.hex()
@@ -76,7 +125,10 @@ class GenesisConfig:
             if isinstance(v, dict):
                 return {k: conv(x) for k, x in v.items()}
             return v
-        return json.dumps(conv(asdict(self)), sort_keys=True, separators=(",", ":")).encode()
+        fields = asdict(self)
+        if not self.orgs:
+            del fields["orgs"]
+        return json.dumps(conv(fields), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> GenesisConfig:
@@ -91,6 +143,7 @@ class GenesisConfig:
             gas_limit=raw["gas_limit"],
             timestamp=raw["timestamp"],
             balances=tuple((hexb(a[2:]), b) for a, b in raw["balances"]),
+            orgs=tuple((name, kind) for name, kind in raw.get("orgs", ())),
         )
 
 
@@ -123,4 +176,5 @@ def dev_genesis(chain_id: int = DEV_CHAIN_ID, gas_limit: int = DEFAULT_GAS_LIMIT
         validators=(private_key_to_address(dev_validator_key()),),
         enrolments=tuple(Enrolment(a.address, a.org, a.role) for a in dev_accounts()),
         gas_limit=gas_limit,
+        orgs=DEV_ORGS,
     )

@@ -19,7 +19,7 @@ from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.crypto import private_key_to_address
 from node.errors import NodeError, TxPoolRefused
-from node.execution.chaincode import ChaincodeHost
+from node.execution.chaincode import GOVERNANCE, ChaincodeHost
 from node.genesis import GenesisConfig
 from node.runtime import ConsensusRuntime, Transport
 from node.storage import open_store
@@ -49,6 +49,7 @@ class NodeService:
         self.store = store if store is not None else open_store(
             str(config.data_dir / "chaindata") if config.data_dir else None
         )
+        # chaincode None: the native chaincodes of chaincode_py at 0x…1001-1003 (Chain's default)
         self.chain = Chain(self.store, genesis, chaincode)
         self.pool = TxPool(
             chain_id=genesis.chain_id,
@@ -136,6 +137,9 @@ class NodeService:
     def _on_block(self, block: Block, receipts: list[Receipt]) -> None:
         self.pool.remove(list(block.transactions))
         self.pool.prune()
+        if any(log.address == GOVERNANCE for receipt in receipts for log in receipt.logs):
+            # Membership may have changed: a revoked sender's waiting transactions go too.
+            self.pool.remove([t for t in self.pool.pending() if not self.chain.is_enrolled(t.sender)])
         with self._new_block:
             self._new_block.notify_all()
 

@@ -20,14 +20,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from node.types.receipts import Log
+
+if TYPE_CHECKING:
+    from node.genesis import GenesisConfig
 
 PRESCRIPTION_REGISTRY = bytes.fromhex("0000000000000000000000000000000000001001")
 GOVERNANCE = bytes.fromhex("0000000000000000000000000000000000001002")
 ANCHOR_REGISTRY = bytes.fromhex("0000000000000000000000000000000000001003")
 RESERVED_ADDRESSES = (PRESCRIPTION_REGISTRY, GOVERNANCE, ANCHOR_REGISTRY)
+# Code placed at a host's addresses in genesis, never run (the precompile entry answers
+# first): it makes EXTCODESIZE non-zero, which Solidity checks before a high-level call to
+# a function without return values, and eth_getCode show a contract. PUSH0 PUSH0 REVERT.
+PLACEHOLDER_CODE = bytes.fromhex("5f5ffd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,11 +88,31 @@ class ChaincodeSession(Protocol):
 
 
 class ChaincodeHost(Protocol):
-    """Opens sessions over the chaincode state committed by a parent block."""
+    """Opens sessions over the chaincode state committed by a parent block.
+
+    `parent_commitment` is the parent block's chaincode commitment (slot 0 of 0x…1000 in
+    the parent's state, zero when it has none).
+    """
 
     def addresses(self) -> tuple[bytes, ...]: ...
 
     def open_session(self, parent_commitment: bytes, block: BlockInfo) -> ChaincodeSession: ...
+
+
+@runtime_checkable
+class ChaincodeGenesis(Protocol):
+    """A host with genesis state: `Chain` writes it in the genesis block's batch, and the
+    commitment into the genesis state root. Hosts without it start empty (commitment 0)."""
+
+    def genesis(self, config: GenesisConfig) -> tuple[Mapping[bytes, bytes | None], bytes]: ...
+
+
+@runtime_checkable
+class EnrolmentSource(Protocol):
+    """A host that knows who may send transactions (Governance at the head), for the
+    txpool's sender check."""
+
+    def is_enrolled(self, address: bytes) -> bool: ...
 
 
 class NoChaincode:

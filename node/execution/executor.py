@@ -160,12 +160,21 @@ class Executor:
     def get_storage(self, state_root: bytes, address: bytes, slot: int) -> int:
         return self.read_state(state_root).get_storage(Address(address), slot)
 
-    def genesis_state(self, balances: Sequence[tuple[bytes, int]]) -> tuple[bytes, dict[bytes, bytes | None]]:
-        """The state root and storage writes of a genesis allocation."""
+    def genesis_state(
+        self, balances: Sequence[tuple[bytes, int]], chaincode_commitment: bytes = b"\x00" * 32,
+        codes: Sequence[tuple[bytes, bytes]] = (),
+    ) -> tuple[bytes, dict[bytes, bytes | None]]:
+        """The state root and storage writes of a genesis allocation (and of the genesis
+        chaincode commitment, in slot 0 of 0x…1000 as every block's; `codes`: accounts
+        created with code)."""
         pending = PendingStateDB(self.store)
         accounts = AccountDB(new_atomic_db(pending), Hash32(EMPTY_TRIE_ROOT))
         for address, balance in balances:
             accounts.set_balance(Address(address), balance)
+        for address, code in codes:
+            accounts.set_code(Address(address), code)
+        if any(chaincode_commitment):
+            accounts.set_storage(CHAINCODE_ROOT_ADDRESS, 0, int.from_bytes(chaincode_commitment, "big"))
         accounts.persist()
         return bytes(accounts.state_root), dict(pending.writes())
 
@@ -181,7 +190,8 @@ class Executor:
         """Apply `transactions` in order; compute the state root once at the end."""
         state, pending = self.open_state(parent_state_root, env)
         if self.chaincode.addresses():
-            state.chaincode_session = self.chaincode.open_session(parent_state_root, state.block_info)
+            state.chaincode_session = self.chaincode.open_session(
+                self._chaincode_root(state), state.block_info)
         included: list[SignedTransaction] = []
         receipts: list[Receipt] = []
         skipped: list[tuple[SignedTransaction, str]] = []
@@ -225,6 +235,11 @@ class Executor:
             merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred,
         )
 
+    @staticmethod
+    def _chaincode_root(state: RxLedgerState) -> bytes:
+        """The chaincode commitment of the state's block (zero when it has none)."""
+        return int(state.get_storage(CHAINCODE_ROOT_ADDRESS, 0)).to_bytes(32, "big")
+
     def _commit_chaincode_root(self, state: RxLedgerState, commitment: bytes) -> None:
         # The chaincode commitment is stored in one slot of the reserved address 0x…1000,
         # so the header's state root commits to chaincode state with one trie update per block.
@@ -253,7 +268,8 @@ class Executor:
             raise ExecutionError(f"intrinsic gas too low: have {gas}, want {needed}")
         state, _pending = self.open_state(state_root, env)
         if self.chaincode.addresses():
-            state.chaincode_session = self.chaincode.open_session(state_root, state.block_info)
+            state.chaincode_session = self.chaincode.open_session(
+                self._chaincode_root(state), state.block_info)
         unsigned = PragueUnsignedLegacyTransaction(
             nonce=state.get_nonce(Address(sender)), gas_price=0, gas=gas, to=to, value=value, data=data
         )

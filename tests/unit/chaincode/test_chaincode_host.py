@@ -383,3 +383,22 @@ def test_a_call_during_which_the_head_moves_is_refused() -> None:
     commit(chain, [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data(1))], T0)
     with pytest.raises(StaleChaincodeState):
         session.call(call)
+
+
+def test_a_solidity_registry_can_use_the_native_governance() -> None:
+    """Solidity contracts reach chaincode through the EVM: a PrescriptionRegistry deployed
+    with governance = 0x…1002 asks the native Governance `member()` by STATICCALL."""
+    from solidity_harness import EvmHarness
+
+    h = EvmHarness()
+    registry = h.deploy("PrescriptionRegistry", GOVERNANCE)
+    rid = keccak(text="sol-on-native")
+    res = h.transact(registry, "issue", rid, keccak(text="c"), keccak(text="p"), 0, 1, 30, 0, 2**40, sender=1)
+    assert res.status == 1 and res.events[0].args["hospital"] == keccak(text="hospital-a")
+    refused = h.transact(registry, "issue", keccak(text="x"), keccak(text="c"), keccak(text="p"), 0, 1, 30, 0,
+                         2**40, sender=3)
+    assert refused.reason == "Rx: not a prescriber"
+    # governance changes made natively apply to it at once
+    gov = h.attach("Governance", GOVERNANCE)
+    assert h.transact(gov, "suspend", h.address(2), ZERO32, sender=4).status == 1
+    assert h.transact(registry, "review", rid, True, ZERO32, sender=2).reason == "Rx: account suspended"

@@ -244,7 +244,10 @@ def start_config(args: argparse.Namespace) -> int:
         # Configured nodes, and whoever is a validator now (a validator voted in later).
         return address in configured or address in chain.validators_at(chain.head.number + 1)
 
-    transport = P2PTransport(chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False))
+    transport = P2PTransport(
+        chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False),
+        waiting_transactions=lambda: [t.raw for t in service.pool.waiting_longer_than(5.0)],
+    )
     try:
         tls = TlsIdentity.load(cfg.tls_cert, cfg.tls_key, [cfg.ca_bundle])
         p2p = P2PService(

@@ -20,6 +20,7 @@ runs a consortium.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -243,8 +244,10 @@ class ConsensusRuntime:
         if height != self.chain.head.number + 1:
             return
         txs = self.pool.pending(max_gas=self.chain.head.gas_limit)
+        # Whole seconds, never before parent + block period (a fractional period rounds up).
+        earliest = self.chain.head.timestamp + math.ceil(self.config.block_period)
         block, execution = self.chain.build_block(
-            txs, timestamp=int(self.clock()), proposer=self.address or b"\x00" * 20,
+            txs, timestamp=max(int(self.clock()), earliest), proposer=self.address or b"\x00" * 20,
             round=round_, vote=self.take_vote(),
         )
         if execution.skipped:

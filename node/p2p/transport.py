@@ -64,6 +64,9 @@ class RuntimeInbox(Protocol):
     def deliver_block(self, block: Block) -> None: ...
 
 
+REGOSSIP_INTERVAL = 10.0  # seconds between re-sends of long-waiting transactions to a peer
+
+
 class P2PTransport:
     """`node.runtime.Transport` over a `PeerNetwork`, plus that network's handlers."""
 
@@ -72,6 +75,7 @@ class P2PTransport:
         chain: ChainView,
         *,
         submit_transaction: Callable[[bytes], object] | None = None,
+        waiting_transactions: Callable[[], list[bytes]] | None = None,
         chunk: int = 128,
         max_frame_size: int = MAX_FRAME_SIZE,
         import_timeout: float = 5.0,
@@ -86,6 +90,7 @@ class P2PTransport:
         """
         self.chain = chain
         self.submit_transaction = submit_transaction
+        self.waiting_transactions = waiting_transactions
         self.chunk = chunk
         self.max_frame_size = max_frame_size
         self.import_timeout = import_timeout
@@ -96,6 +101,7 @@ class P2PTransport:
         self._lock = threading.Lock()
         self._last_request = float("-inf")
         self._heads: dict[bytes, int] = {}
+        self._regossiped: dict[bytes, float] = {}
 
     def attach(self, network: PeerNetwork) -> None:
         self.network = network
@@ -173,9 +179,18 @@ class P2PTransport:
         return fit_blocks(out, count, self.max_frame_size)
 
     def on_status(self, peer: bytes, status: Status) -> None:
+        now = self.clock()
         with self._lock:
             self._heads[peer] = status.head_number
-            due = self.clock() >= self._last_request + self.request_retry
+            due = now >= self._last_request + self.request_retry
+            regossip = now >= self._regossiped.get(peer, float("-inf")) + REGOSSIP_INTERVAL
+            if regossip:
+                self._regossiped[peer] = now
+        if regossip and self.waiting_transactions is not None and self.network is not None:
+            # Gossip reaches only the peers connected when a transaction arrived; what has
+            # waited here a while goes again to each peer (one that reconnected, or missed it).
+            for raw in self.waiting_transactions():
+                self.network.send(peer, Kind.TX, raw)
         ours = self.chain.head.number
         if status.head_number > ours and due and self.runtime is not None:
             self.request_blocks(peer, ours + 1)

@@ -13,6 +13,7 @@ state nonce; senders take turns in the order their first waiting transaction arr
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ class TxPool:
         # sender → {nonce: tx}; OrderedDict keeps senders in arrival order.
         self._by_sender: OrderedDict[bytes, dict[int, SignedTransaction]] = OrderedDict()
         self._by_hash: dict[bytes, SignedTransaction] = {}
+        self._arrived: dict[bytes, float] = {}
         self._arrival = threading.Condition(self._lock)
 
     def __len__(self) -> int:
@@ -104,6 +106,7 @@ class TxPool:
             queue[stx.nonce] = stx
             self._by_sender[stx.sender] = queue
             self._by_hash[stx.hash] = stx
+            self._arrived[stx.hash] = time.monotonic()
             self._arrival.notify_all()
         return stx.hash
 
@@ -135,6 +138,13 @@ class TxPool:
             runs = still
             depth += 1
         return out
+
+    def waiting_longer_than(self, seconds: float, limit: int = 1000) -> list[SignedTransaction]:
+        """Transactions that have waited more than `seconds` (oldest first, at most `limit`)."""
+        cutoff = time.monotonic() - seconds
+        with self._lock:
+            old = sorted((t, h) for h, t in self._arrived.items() if t < cutoff)[:limit]
+            return [self._by_hash[h] for _, h in old]
 
     def has_executable(self) -> bool:
         """Whether some transaction could go into the next block (its nonce is due)."""
@@ -173,6 +183,7 @@ class TxPool:
             if not queue:
                 del self._by_sender[stx.sender]
         self._by_hash.pop(stx.hash, None)
+        self._arrived.pop(stx.hash, None)
 
     def wait_for_transactions(self, timeout: float) -> bool:
         """Block the calling thread until the pool is non-empty or `timeout` passes."""

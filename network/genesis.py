@@ -26,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from network.errors import ConfigError
-from node.genesis import DEFAULT_GAS_LIMIT, Enrolment, GenesisConfig, dev_accounts
+from node.genesis import DEFAULT_GAS_LIMIT, DEV_ORGS, Enrolment, GenesisConfig, dev_accounts
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _FIELDS = ("chain_id", "validators", "enrolments", "gas_limit", "timestamp", "balances")
+_OPTIONAL_FIELDS = ("orgs",)
+_KINDS = ("hospital", "pharmacy", "regulator")
 ORG_ADMIN = "org admin"
 
 
@@ -41,6 +43,7 @@ def make_genesis(
     admins: Mapping[str, bytes] | None = None,
     timestamp: int | None = None,
     gas_limit: int = DEFAULT_GAS_LIMIT,
+    orgs: Iterable[tuple[str, str]] = (),
 ) -> GenesisConfig:
     """The genesis of a new consortium.
 
@@ -49,8 +52,13 @@ def make_genesis(
     admins then enrol everyone else through governance). `timestamp` defaults to now.
     """
     enrolments: list[Enrolment] = []
+    org_list = list(orgs)
     if dev_keys:
         enrolments.extend(Enrolment(a.address, a.org, a.role) for a in dev_accounts())
+        # The development accounts belong to the development organisations: add those the
+        # spec does not name, so Governance knows every enrolled account's organisation.
+        named = {name for name, _ in org_list}
+        org_list += [(name, kind) for name, kind in DEV_ORGS if name not in named]
     for org, address in (admins or {}).items():
         if any(e.address == address for e in enrolments):
             raise ConfigError(f"admin 0x{address.hex()} of {org} is already enrolled")
@@ -61,6 +69,7 @@ def make_genesis(
         enrolments=tuple(enrolments),
         gas_limit=gas_limit,
         timestamp=int(time.time()) if timestamp is None else timestamp,
+        orgs=tuple(org_list),
     )
 
 
@@ -74,6 +83,7 @@ def genesis_to_json(genesis: GenesisConfig) -> dict[str, Any]:
         "gas_limit": genesis.gas_limit,
         "timestamp": genesis.timestamp,
         "balances": [["0x" + a.hex(), b] for a, b in genesis.balances],
+        **({"orgs": [[name, kind] for name, kind in genesis.orgs]} if genesis.orgs else {}),
     }
 
 
@@ -131,7 +141,7 @@ def load_genesis(path: str | os.PathLike[str]) -> GenesisConfig:
     for key in _FIELDS:
         if key not in raw:
             raise _fail(file, key, "missing")
-    unknown = sorted(set(raw) - set(_FIELDS))
+    unknown = sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL_FIELDS))
     if unknown:
         raise _fail(file, unknown[0], "unknown field")
 
@@ -164,10 +174,17 @@ def load_genesis(path: str | os.PathLike[str]) -> GenesisConfig:
         balances.append((_address(file, f"balances[{i}][0]", item[0]),
                          _int(file, f"balances[{i}][1]", item[1], 0)))
 
+    orgs: list[tuple[str, str]] = []
+    for i, item in enumerate(raw.get("orgs", [])):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+                and item[1] in _KINDS):
+            raise _fail(file, f"orgs[{i}]", f"must be [name, kind] with kind one of {', '.join(_KINDS)}")
+        orgs.append((item[0], item[1]))
     return GenesisConfig(
         chain_id=chain_id,
         validators=validators,
         enrolments=tuple(enrolments),
+        orgs=tuple(orgs),
         gas_limit=_int(file, "gas_limit", raw["gas_limit"], 5000),
         timestamp=_int(file, "timestamp", raw["timestamp"], 0),
         balances=tuple(balances),

@@ -325,7 +325,7 @@ def _init_in(net_dir: Path, orgs: Sequence[OrgSpec], observers: Sequence[Observe
                                  rpc_port=rpc_port, p2p_port=p2p_port))
 
     genesis = make_genesis(chain_id, [n.address for n in nodes if n.is_validator],
-                           dev_keys=dev_keys, admins=admins)
+                           dev_keys=dev_keys, admins=admins, orgs=[(o.name, o.kind) for o in orgs])
     save_genesis(net_dir / "genesis.json", genesis)
     for node in nodes:
         save_node_config(node_file_config(net_dir, node, nodes, consensus), node.config)

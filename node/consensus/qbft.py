@@ -221,7 +221,12 @@ class QbftNode:
         self._sync_asked: dict[bytes, float] = {}
         self.head = head
         self.h = self._new_height(head, tally)
-        self._restore(list(records))
+        records = list(records)
+        # Records above the next height: the runtime persisted what this node signed at a
+        # later height, then crashed before applying the block that ended this one. They
+        # are restored when that height starts (the lock, and what was signed, resent).
+        self._wal_ahead = [r for r in records if r.height > self.h.number]
+        self._restore(records)
         self._arm()
 
     # -- inputs ----------------------------------------------------------------------------
@@ -386,6 +391,10 @@ class QbftNode:
         tally = tally_vote(h.tally, block.header.coinbase, extra.vote)
         self.head = block.header
         self.h = self._new_height(block.header, tally)
+        if self._wal_ahead:
+            ahead = [r for r in self._wal_ahead if r.height == self.h.number]
+            self._wal_ahead = [r for r in self._wal_ahead if r.height > self.h.number]
+            self._restore(ahead)
         for data in self._future.pop(self.h.number, []):
             self._future_count -= 1
             self._handle(decode_message(data), data)

@@ -18,8 +18,9 @@ its last `Ready` asked for, and at least every `heartbeat` seconds.
 One validator may be Byzantine: `Network.byzantine[address]` is a hook that receives
 every message that node's (honest) state machine sends, once per target, and decides
 what actually goes out (see `byzantine.py`). Honest nodes' outgoing messages are
-checked as they leave: no honest node may sign two different payloads for one
-(height, round, step) (`Network.violations`).
+checked as they leave (`Network.violations`): no honest node may sign two different
+payloads for one (height, round, step), and none may send a round change that forgets
+the lock its own COMMIT at that height implies.
 
 Every event is appended to `trace`, which is what a failing seed prints.
 
@@ -36,7 +37,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import rlp
@@ -495,25 +496,31 @@ class Scenario:
     config: QbftConfig = SIM_CONFIG
 
     def liveness_bound(self) -> float:
-        """Seconds after healing by which every honest node has `new_blocks` more blocks
-        than the highest honest node had at healing.
+        """Seconds after healing by which every honest node must have finalized
+        `new_blocks` blocks beyond the highest honest height at healing:
 
-        - max_round_timeout: every honest node leaves the round it was in when the
-          network healed (its timer is at most one capped timeout), broadcasting a round
-          change; nodes that missed blocks hear of the higher height and sync them.
-        - 2 · max_round_timeout: the honest nodes meet in one round (f+1 round changes
-          pull the laggards up) and, if that round's proposer is the Byzantine validator
-          and it fails, in the next one, with an honest proposer (round robin).
-        - new_blocks · (block_period + round_timeout + 2 · round_timeout): each further
-          height waits the block period, and when the Byzantine validator proposes it
-          may cost round 0 and round 1 timeouts before an honest proposer leads.
-        - message delays: 10 one-way delays per height (proposal, prepares, commits,
-          round changes, sync request and answer), plus sync_retry.
+            3 · max_round_timeout + sync_retry + 10 · d
+            + (new_blocks + 1) · (block_period + timeout(0) + timeout(1) + 10 · d)
+
+        where d is the largest message delay. The terms:
+        - one capped round timeout: whatever round an honest node was in at healing, its
+          timer fires by then and it broadcasts a round change; a node that missed blocks
+          hears of the higher height and fetches them (sync_retry + a few delays);
+        - two more capped round timeouts: the honest nodes meet in one round (f+1 round
+          changes pull laggards up, a quorum of them starts the round) and, if that
+          round's proposer is the Byzantine validator and it fails, in the next one,
+          whose proposer is honest (round robin);
+        - the height in progress and `new_blocks` more, each at most: the block period,
+          then a round 0 the Byzantine validator may spoil (timeout(0)) and, as margin, a
+          round 1 (timeout(1)), and ten one-way delays (proposal, prepares, commits,
+          round changes, a sync request and its answer).
+        With SIM_CONFIG and new_blocks = 4 this is 33 s + 60·d: 34.2 s (d = 20 ms) to
+        69 s (d = 600 ms).
         """
         c = self.config
-        per_height = c.block_period + c.timeout(0) + c.timeout(1) + 10 * self.delay[1]
-        return (3 * c.max_round_timeout + c.sync_retry + 10 * self.delay[1]
-                + (self.new_blocks + 1) * per_height)
+        d = self.delay[1]
+        per_height = c.block_period + c.timeout(0) + c.timeout(1) + 10 * d
+        return 3 * c.max_round_timeout + c.sync_retry + 10 * d + (self.new_blocks + 1) * per_height
 
     def describe(self) -> str:
         lines = [
@@ -541,7 +548,7 @@ def make_scenario(seed: int) -> Scenario:
     drop = 0.0 if rng.random() < 0.3 else rng.uniform(0.02, 0.35)
     duplicate = 0.0 if rng.random() < 0.3 else rng.uniform(0.02, 0.25)
     delay = (0.001, rng.choice([0.02, 0.1, 0.3, 0.6]))
-    chaos = rng.uniform(4.0, 9.0)
+    chaos = rng.uniform(5.0, 11.0)
     honest = [i for i in range(n) if i != byz]
     faults: list[Fault] = []
     # Partitions: a few, one at a time; each heals before the next (or at the end of chaos).
@@ -567,7 +574,7 @@ def make_scenario(seed: int) -> Scenario:
             faults.append(Fault(round(back, 3), "restart", (victim,)))
     faults.sort(key=lambda f: f.at)
     return Scenario(seed, n, byz, behaviours, rng.uniform(0.1, 0.6), round(drop, 3), round(duplicate, 3),
-                    delay, round(chaos, 3), tuple(faults), new_blocks=3)
+                    delay, round(chaos, 3), tuple(faults), new_blocks=4)
 
 
 @dataclass
@@ -601,15 +608,13 @@ def run_scenario(sc: Scenario) -> Outcome:
         if f.kind == "partition":
             side = {net.nodes[i].address for i in f.nodes}
             rest = {s.address for s in net.nodes} - side
-            net.at(when, str(f), lambda side=side, rest=rest: net.set_partition([side, rest]))
+            net.at(when, str(f), partial(net.set_partition, [side, rest]))
         elif f.kind == "heal-partition":
-            net.at(when, str(f), lambda: net.set_partition(None))
+            net.at(when, str(f), partial(net.set_partition, None))
         elif f.kind == "crash":
-            sim = net.nodes[f.nodes[0]]
-            net.at(when, str(f), lambda sim=sim, torn=f.torn: net.crash(sim, torn))
+            net.at(when, str(f), partial(net.crash, net.nodes[f.nodes[0]], f.torn))
         elif f.kind == "restart":
-            sim = net.nodes[f.nodes[0]]
-            net.at(when, str(f), lambda sim=sim: net.restart(sim))
+            net.at(when, str(f), partial(net.restart, net.nodes[f.nodes[0]]))
     problems: list[str] = []
     liveness_time: float | None = None
     heal_height = 0

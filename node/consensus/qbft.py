@@ -709,7 +709,8 @@ class QbftNode:
         self._future.setdefault(s.height, []).append(data)
         self._future_count += 1
         asked = self._sync_asked.get(s.author)
-        if asked is None or self.now >= asked + self.config.sync_retry:
+        # Ask a validator we know (not whoever a forged signature recovers to) for blocks.
+        if s.author in self.h.validators and (asked is None or self.now >= asked + self.config.sync_retry):
             self._sync_asked[s.author] = self.now
             self._ready.sync.append(SyncRequest(s.author, self.h.number))
 

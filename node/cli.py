@@ -11,28 +11,23 @@ import contextlib
 import logging
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
+from network.cli import port_arg
 from node import __version__
 from node.config import DEFAULT_DEV_DATA_DIR, DEFAULT_RPC_PORT, NodeConfig
+
+if TYPE_CHECKING:
+    from node.genesis import GenesisConfig
+    from node.service import NodeService
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, exit 2
         sys.stderr.write(f"rxledger: error: {message} (see --help)\n")
         sys.exit(2)
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
-    return port
 
 
 def _nonneg_float(value: str) -> float:
@@ -60,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_DATA_DIR,
                        help=f"LevelDB data directory (default {DEFAULT_DEV_DATA_DIR})")
     start.add_argument("--rpc-host", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
-    start.add_argument("--rpc-port", type=_port, default=DEFAULT_RPC_PORT,
+    start.add_argument("--rpc-port", type=port_arg, default=DEFAULT_RPC_PORT,
                        help=f"JSON-RPC port (default {DEFAULT_RPC_PORT})")
     start.add_argument("--empty-block-period", type=_nonneg_float, default=0.0,
                        help="seconds between empty blocks while idle (default 0: no empty blocks)")
@@ -106,31 +101,53 @@ def _server_class() -> type:
     return Server
 
 
-def start_dev(args: argparse.Namespace) -> int:
+def _open_node(config: NodeConfig, genesis: GenesisConfig, key: bytes) -> tuple[socket.socket, NodeService] | None:
+    """Bind the RPC port, then open the store and chain; None (reason printed) if either fails."""
+    from node.errors import NodeError
+    from node.service import NodeService
+
+    try:
+        sock = _bind(config.rpc_host, config.rpc_port)
+    except OSError as exc:
+        print(f"rxledger: cannot listen on {config.rpc_host}:{config.rpc_port}: {exc.strerror}", file=sys.stderr)
+        return None
+    try:
+        return sock, NodeService(config, genesis, validator_key=key)
+    except NodeError as exc:
+        sock.close()
+        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
+        return None
+
+
+def _serve(service: NodeService, sock: socket.socket, on_stop: Callable[[], None] = lambda: None) -> int:
+    """Serve JSON-RPC until SIGINT/SIGTERM, then stop everything cleanly."""
     import uvicorn
 
-    _Server = _server_class()
-    from node.consensus.qbft import QbftConfig
-    from node.errors import NodeError
-    from node.genesis import dev_genesis, dev_validator_key
     from node.rpc.app import create_app
-    from node.service import NodeService
+
+    server = _server_class()(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        on_stop()
+        service.close()
+        logging.getLogger("rxledger.node").info("stopped cleanly at head %d", service.chain.head.number)
+    return 0
+
+
+def start_dev(args: argparse.Namespace) -> int:
+    from node.consensus.qbft import QbftConfig
+    from node.genesis import dev_genesis, dev_validator_key
 
     config = NodeConfig(
         data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
         empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
         dev=True,
     )
-    try:
-        sock = _bind(config.rpc_host, config.rpc_port)
-    except OSError as exc:
-        print(f"rxledger: cannot listen on {config.rpc_host}:{config.rpc_port}: {exc.strerror}", file=sys.stderr)
+    opened = _open_node(config, dev_genesis(), dev_validator_key())
+    if opened is None:
         return 1
-    try:
-        service = NodeService(config, dev_genesis(), validator_key=dev_validator_key())
-    except NodeError as exc:
-        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
-        return 1
+    sock, service = opened
     log = logging.getLogger("rxledger.node")
     head = service.chain.head
     log.info("dev chain: chain id %d, genesis 0x%s, head %d, data dir %s",
@@ -142,13 +159,7 @@ def start_dev(args: argparse.Namespace) -> int:
     ))
     print(f"RxLedger dev node: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
           f"(chain id {service.chain.chain_id}, head {head.number})", flush=True)
-    server = _Server(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        service.close()
-        log.info("stopped cleanly at head %d", service.chain.head.number)
-    return 0
+    return _serve(service, sock)
 
 
 def node_status(args: argparse.Namespace) -> int:
@@ -205,7 +216,6 @@ def setup_logging(level: str, node_name: str) -> None:
 
 def start_config(args: argparse.Namespace) -> int:
     """A consortium node: its node.toml → store, chain, p2p (TLS), QBFT, JSON-RPC."""
-    import uvicorn
 
     from network.config import load_node_config
     from network.errors import NetworkError
@@ -213,8 +223,6 @@ def start_config(args: argparse.Namespace) -> int:
     from node.consensus.qbft import QbftConfig
     from node.errors import NodeError
     from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
-    from node.rpc.app import create_app
-    from node.service import NodeService
 
     try:
         cfg = load_node_config(args.config)
@@ -226,16 +234,10 @@ def start_config(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, cfg.name)
     log = logging.getLogger("rxledger.node")
     config = NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port, node_name=cfg.name)
-    try:
-        sock = _bind(config.rpc_host, config.rpc_port)
-    except OSError as exc:
-        print(f"rxledger: cannot listen on {config.rpc_host}:{config.rpc_port}: {exc.strerror}", file=sys.stderr)
+    opened = _open_node(config, genesis, key)
+    if opened is None:
         return 1
-    try:
-        service = NodeService(config, genesis, validator_key=key)
-    except NodeError as exc:
-        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
-        return 1
+    sock, service = opened
     chain = service.chain
     peers = tuple(PeerInfo(p.name, p.address, p.host, p.port) for p in cfg.peers)
     configured = {p.address for p in peers} | {cfg.address}
@@ -281,14 +283,7 @@ def start_config(args: argparse.Namespace) -> int:
              else "not a validator now")
     print(f"RxLedger node {cfg.name}: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
           f"(chain id {chain.chain_id}, head {chain.head.number})", flush=True)
-    server = _server_class()(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        p2p.stop()
-        service.close()
-        log.info("stopped cleanly at head %d", chain.head.number)
-    return 0
+    return _serve(service, sock, on_stop=p2p.stop)
 
 
 def main(argv: list[str] | None = None) -> int:

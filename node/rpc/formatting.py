@@ -61,6 +61,30 @@ def format_header(header: Header, block_hash: bytes) -> dict[str, Any]:
     }
 
 
+def header_from_rpc(block: dict[str, Any]) -> Header:
+    """The header of a block object as any node returns it (the inverse of `format_header`).
+
+    Raises ValueError if the fields do not hash to the block's `hash`: what a light
+    client fetches from an untrusted node is checked before it is used.
+    """
+    def h(key: str) -> bytes:
+        return bytes.fromhex(block[key][2:])
+
+    def n(key: str) -> int:
+        return int(block[key], 16)
+
+    header = Header(
+        h("parentHash"), h("sha3Uncles"), h("miner"), h("stateRoot"), h("transactionsRoot"),
+        h("receiptsRoot"), h("logsBloom"), n("difficulty"), n("number"), n("gasLimit"), n("gasUsed"),
+        n("timestamp"), h("extraData"), h("mixHash"), h("nonce"), n("baseFeePerGas"),
+        h("withdrawalsRoot"), n("blobGasUsed"), n("excessBlobGas"), h("parentBeaconBlockRoot"),
+        h("requestsHash"),
+    )
+    if d(header.hash) != block["hash"]:
+        raise ValueError(f"block {block.get('number')}: its fields do not hash to {block['hash']}")
+    return header
+
+
 def format_block(block: Block, full: bool) -> dict[str, Any]:
     block_hash = block.hash
     out = format_header(block.header, block_hash)

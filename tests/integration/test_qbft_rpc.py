@@ -9,6 +9,7 @@ from devnode import rpc, rpc_result, sign_and_send
 from node.consensus.light_client import TrustedState, verify_header
 from node.crypto import private_key_to_address
 from node.genesis import dev_accounts, dev_validator_key
+from node.rpc.formatting import header_from_rpc
 from node.types import decode_header, encode_header
 from node.types.headers import Header
 
@@ -16,16 +17,8 @@ VALIDATOR = "0x" + private_key_to_address(dev_validator_key()).hex()
 
 
 def header_of(block: dict) -> Header:
-    """Rebuild a header from JSON-RPC fields (what a light client gets from any node)."""
-    h = lambda k: bytes.fromhex(block[k][2:])  # noqa: E731
-    n = lambda k: int(block[k], 16)  # noqa: E731
-    header = Header(h("parentHash"), h("sha3Uncles"), h("miner"), h("stateRoot"), h("transactionsRoot"),
-                    h("receiptsRoot"), h("logsBloom"), n("difficulty"), n("number"), n("gasLimit"),
-                    n("gasUsed"), n("timestamp"), h("extraData"), h("mixHash"), h("nonce"),
-                    n("baseFeePerGas"), h("withdrawalsRoot"), n("blobGasUsed"), n("excessBlobGas"),
-                    h("parentBeaconBlockRoot"), h("requestsHash"))
+    header = header_from_rpc(block)
     assert decode_header(encode_header(header)) == header
-    assert "0x" + header.hash.hex() == block["hash"]
     return header
 
 

@@ -40,6 +40,7 @@ from node.types.headers import Vote
 log = logging.getLogger("rxledger.consensus")
 
 WAL_PREFIX = cs.CONSENSUS + b"wal"
+_NOTABLE = ("timed out", "moved to round", "rejected", "refused", "restored", "re-proposing", "imported")
 
 
 class Transport(Protocol):
@@ -196,7 +197,9 @@ class ConsensusRuntime:
         while True:
             ready = self.node.ready()
             for event in ready.events:
-                log.debug("%s", event)
+                # Round changes, refusals and restores are what an operator watches for;
+                # the per-message steps of a healthy round are debug detail.
+                log.log(logging.INFO if any(k in event for k in _NOTABLE) else logging.DEBUG, "%s", event)
             if ready.empty():
                 self.node.advance(ready)
                 return

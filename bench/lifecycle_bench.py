@@ -1,0 +1,652 @@
+"""Prescription lifecycle throughput: the native chaincode against the Solidity contracts.
+
+The lifecycle mix is issue → review (approve) → dispense (the one fill, so the
+prescription ends completed): three transactions per prescription, from three roles.
+
+Part 1, through JSON-RPC on a dev chain (the same node, the same run, both engines):
+
+1. Starts `rxledger node start --dev` on a free port with a temporary LevelDB data dir
+   (or uses `--url`), and deploys the Solidity Governance, PrescriptionRegistry and
+   AnchorRegistry with `contracts/deploy.py`'s `deploy_all` (development setup).
+2. `--lanes` lanes (default 8), each with its own prescriber, hospital pharmacist and
+   pharmacist of hospital-a / pharmacy-a: lane 0 is development accounts 1, 2, 3; the
+   others are new keys enrolled by the admins (accounts 0 and 7) in the native Governance
+   (the txpool's sender check) and in the Solidity one. Each lane issues `--n / lanes`
+   prescriptions.
+3. For each engine (native first, then Solidity; `--order` to swap), every transaction is
+   pre-signed (not timed; legacy, zero gas price, gas = the engine's `eth_estimateGas` of
+   that function + 25 %), then sent with `eth_sendRawTransaction` from `--concurrency`
+   threads (default 8; `--batch K` sends JSON-RPC batches of K) as a pipeline: a review
+   goes out once its issue is final, a dispense once its review is, and each account has
+   at most 64 transactions ahead of its last final one (the pool's nonce limit). A poller
+   sees blocks as in bench/devchain_tps.py (a batch of 16 `eth_getBlockByNumber` per poll).
+4. After the run: every receipt has status 1, and `getPrescription` of every prescription
+   reads completed with one fill.
+
+Reported per engine: lifecycle transactions per second (first send → last final block),
+submit → final latency, blocks and transactions per block, node CPU.
+
+Part 2, in process (no HTTP, no pool, no LevelDB): `Chain.build_block` on a `MemoryStore`
+(as bench/keccak_backends.py's end-to-end part) of `--block-txs` (default 150) issue
+transactions, then as many reviews, then as many dispenses (from development accounts
+1, 2, 3), per engine, best and median of `--repeats` (default 5) after a warm-up; each
+repeat on a fresh chain. This shows the engine ratio without the HTTP and pool overhead.
+
+Goals (the issue): native ≥ 20x the Solidity path in the same run; ≥ 1,500 lifecycle
+transactions per second on the dev chain. The script prints whether each was met.
+
+Diagnostics: `--py-spy FILE` runs the node under py-spy (see bench/devchain_tps.py;
+`.txt` for bench/pyspy_summary.py), `--engines native` to profile one engine.
+
+Run:  .venv/bin/python bench/lifecycle_bench.py [--n 1200] [--lanes 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from devchain_tps import (  # noqa: E402
+    CHAIN_ID,
+    LOOKAHEAD,
+    MAX_NONCE_GAP,
+    Rpc,
+    RpcError,
+    free_port,
+    percentile,
+    process_cpu_seconds,
+    start_node,
+    wait_healthy,
+)
+from eth_abi.abi import decode as abi_decode  # noqa: E402
+from eth_abi.abi import encode as abi_encode  # noqa: E402
+from eth_account import Account  # noqa: E402
+from eth_utils.address import to_checksum_address  # noqa: E402
+from eth_utils.crypto import keccak  # noqa: E402
+from machine_info import machine  # noqa: E402
+
+NATIVE_REGISTRY = "0x0000000000000000000000000000000000001001"
+NATIVE_GOVERNANCE = "0x0000000000000000000000000000000000001002"
+STEPS = ("issue", "review", "dispense")
+SIGNATURES = {
+    "issue": "issue(bytes32,bytes32,bytes32,uint8,uint16,uint32,uint64,uint64)",
+    "review": "review(bytes32,bool,bytes32)",
+    "dispense": "dispense(bytes32,uint32,bytes32)",
+    "enroll": "enroll(address,uint8)",
+    "getPrescription": "getPrescription(bytes32)",
+}
+RECORD_TYPES = ["bytes32", "bytes32", "address", "bytes32", "uint8", "uint16", "uint16", "uint32",
+                "uint64", "uint64", "uint64", "uint8", "uint64"]
+PRESCRIBER, REVIEWER, PHARMACIST = 1, 2, 3  # roles
+HOSPITAL_ADMIN, PHARMACY_ADMIN = 0, 7  # development accounts
+COMPLETED = 4
+QUANTITY = 30
+GOAL_RATIO, GOAL_TPS = 20.0, 1500.0
+
+
+def calldata(fn: str, *args: Any) -> bytes:
+    signature = SIGNATURES[fn]
+    types = signature[signature.index("(") + 1:-1].split(",")
+    return keccak(text=signature)[:4] + abi_encode(types, list(args))
+
+
+def issue_args(rid: bytes, i: int, now: int) -> tuple[Any, ...]:
+    return (rid, keccak(text=f"commitment {i}"), keccak(text=f"patient {i}"), 0, 1, QUANTITY,
+            now - 3600, now + 30 * 86_400)
+
+
+def step_args(step: str, rid: bytes, i: int, now: int) -> tuple[Any, ...]:
+    if step == "issue":
+        return issue_args(rid, i, now)
+    if step == "review":
+        return (rid, True, b"\x00" * 32)
+    return (rid, QUANTITY, keccak(text=f"dispense {i}"))
+
+
+def load_deploy_module() -> Any:
+    spec = importlib.util.spec_from_file_location("rxledger_contracts_deploy", REPO_ROOT / "contracts" / "deploy.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def dev_key(index: int) -> bytes:
+    from node.genesis import derive_dev_key
+
+    return derive_dev_key(index)
+
+
+def address_of(key: bytes) -> str:
+    return str(Account.from_key(key).address)
+
+
+# -- JSON-RPC helpers ----------------------------------------------------------------------
+def wait_receipts(rpc: Rpc, hashes: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
+    got: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(got) < len(hashes):
+        missing = [h for h in hashes if h not in got][:100]
+        for h, answer in zip(missing, rpc.batch([("eth_getTransactionReceipt", [h]) for h in missing]),
+                             strict=True):
+            if answer.get("result"):
+                got[h] = answer["result"]
+        if len(got) < len(hashes):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{len(hashes) - len(got)} set-up transactions not final in {timeout:.0f}s")
+            time.sleep(0.05)
+    return [got[h] for h in hashes]
+
+
+def send_and_wait(rpc: Rpc, raws: list[tuple[str, str]], what: str) -> None:
+    for i in range(0, len(raws), 50):
+        for answer in rpc.batch([("eth_sendRawTransaction", [raw]) for raw, _ in raws[i:i + 50]]):
+            if "error" in answer:
+                raise SystemExit(f"{what}: {answer['error']}")
+    for receipt in wait_receipts(rpc, [h for _, h in raws]):
+        if int(receipt["status"], 16) != 1:
+            raise SystemExit(f"{what}: transaction {receipt['transactionHash']} reverted")
+
+
+def nonce_of(rpc: Rpc, address: str) -> int:
+    return int(str(rpc.call("eth_getTransactionCount", address, "pending")), 16)
+
+
+def sign(key: bytes, nonce: int, to: str, data: bytes, gas: int) -> tuple[str, str]:
+    signed = Account.sign_transaction({"nonce": nonce, "gasPrice": 0, "gas": gas, "to": to_checksum_address(to), "value": 0,
+                                       "data": data, "chainId": CHAIN_ID}, key)
+    return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
+
+
+# -- set-up: contracts and lanes -----------------------------------------------------------
+@dataclass
+class Lane:
+    keys: tuple[bytes, bytes, bytes]  # prescriber, reviewer, pharmacist
+
+    def addresses(self) -> tuple[str, str, str]:
+        a, b, c = (address_of(k) for k in self.keys)
+        return a, b, c
+
+
+def make_lanes(count: int) -> list[Lane]:
+    lanes = [Lane((dev_key(1), dev_key(2), dev_key(3)))]
+    for i in range(1, count):
+        lanes.append(Lane(tuple(keccak(text=f"rxledger lifecycle bench lane {i} {role}")  # type: ignore[arg-type]
+                                for role in ("prescriber", "reviewer", "pharmacist"))))
+    return lanes
+
+
+def enrol_lanes(rpc: Rpc, lanes: list[Lane], governances: list[str]) -> None:
+    """Enrol the lanes' new keys in every Governance of `governances` (hospital-a's admin
+    the prescribers and reviewers, pharmacy-a's the pharmacists)."""
+    admins = {HOSPITAL_ADMIN: dev_key(HOSPITAL_ADMIN), PHARMACY_ADMIN: dev_key(PHARMACY_ADMIN)}
+    nonces = {i: nonce_of(rpc, address_of(k)) for i, k in admins.items()}
+    raws = []
+    for governance in governances:
+        for lane in lanes[1:]:
+            for address, role in zip(lane.addresses(), (PRESCRIBER, REVIEWER, PHARMACIST), strict=True):
+                admin = PHARMACY_ADMIN if role == PHARMACIST else HOSPITAL_ADMIN
+                raws.append(sign(admins[admin], nonces[admin], governance, calldata("enroll", address, role),
+                                 200_000))
+                nonces[admin] += 1
+    send_and_wait(rpc, raws, "enrolling the lanes' accounts")
+
+
+def estimate_gas(rpc: Rpc, registry: str, lane: Lane, now: int) -> dict[str, int]:
+    """Each step's gas (eth_estimateGas + 25 %), measured on one prescription taken
+    through its lifecycle."""
+    rid = keccak(text=f"lifecycle bench gas probe {registry} {now}")
+    gas = {}
+    for step, key in zip(STEPS, lane.keys, strict=True):
+        data = calldata(step, *step_args(step, rid, 0, now))
+        call = {"from": address_of(key), "to": registry, "data": "0x" + data.hex()}
+        gas[step] = int(str(rpc.call("eth_estimateGas", call)), 16) * 5 // 4
+        send_and_wait(rpc, [sign(key, nonce_of(rpc, address_of(key)), registry, data, gas[step])],
+                      f"gas probe {step}")
+    return gas
+
+
+# -- the pipelined run ---------------------------------------------------------------------
+@dataclass
+class Tx:
+    lane: int
+    step: int
+    index: int
+    raw: str
+    hash: str
+    sent_at: float = 0.0
+    final_at: float = 0.0
+    block: int = -1
+    status: int | None = None
+
+
+@dataclass
+class Pipeline:
+    """Per lane and step, transactions in nonce order; a transaction may be sent when the
+    previous step of its prescription is final and its account has fewer than `window`
+    transactions ahead of its last final one."""
+
+    txs: list[list[list[Tx]]]  # [lane][step][index]
+    window: int
+    lock: threading.Condition = field(default_factory=threading.Condition)
+    sent: list[list[int]] = field(default_factory=list)
+    final: list[list[int]] = field(default_factory=list)
+    total: int = 0
+    sent_total: int = 0
+    finals: int = 0
+    rr: int = 0
+    failed: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.sent = [[0, 0, 0] for _ in self.txs]
+        self.final = [[0, 0, 0] for _ in self.txs]
+        self.total = sum(len(s) for lane in self.txs for s in lane)
+
+    def take(self, k_max: int) -> list[Tx]:
+        with self.lock:
+            while True:
+                if self.failed or self.sent_total >= self.total:
+                    return []
+                out: list[Tx] = []
+                lanes = len(self.txs)
+                for j in range(lanes * 3):
+                    lane, step = divmod((self.rr + j) % (lanes * 3), 3)
+                    queue = self.txs[lane][step]
+                    limit = min(len(queue), self.final[lane][step] + self.window)
+                    if step:
+                        limit = min(limit, self.final[lane][step - 1])
+                    while self.sent[lane][step] < limit and len(out) < k_max:
+                        out.append(queue[self.sent[lane][step]])
+                        self.sent[lane][step] += 1
+                    if len(out) >= k_max:
+                        break
+                self.rr = (self.rr + 1) % (lanes * 3)
+                if out:
+                    self.sent_total += len(out)
+                    return out
+                self.lock.wait(0.5)
+
+
+def sender(run: Pipeline, url: str, batch: int) -> None:
+    rpc = Rpc(url)
+    try:
+        while True:
+            txs = run.take(batch)
+            if not txs:
+                return
+            t0 = time.perf_counter()
+            for t in txs:
+                t.sent_at = t0
+            if len(txs) == 1:
+                try:
+                    answers = [{"result": rpc.call("eth_sendRawTransaction", txs[0].raw)}]
+                except RpcError as exc:
+                    answers = [{"error": exc.error}]
+            else:
+                answers = rpc.batch([("eth_sendRawTransaction", [t.raw]) for t in txs])
+            for t, answer in zip(txs, answers, strict=True):
+                if "error" in answer or answer.get("result") != t.hash:
+                    with run.lock:
+                        run.failed = run.failed or f"lane {t.lane} {STEPS[t.step]} {t.index}: {answer}"
+                        run.lock.notify_all()
+    except Exception as exc:
+        with run.lock:
+            run.failed = run.failed or f"sender: {exc!r}"
+            run.lock.notify_all()
+    finally:
+        rpc.close()
+
+
+def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: list[dict[str, Any]]) -> None:
+    rpc = Rpc(url)
+    by_hash = {t.hash: t for lane in run.txs for step in lane for t in step}
+    n = first_block
+    try:
+        while not run.done.is_set():
+            answers = rpc.batch([("eth_getBlockByNumber", [hex(m), False]) for m in range(n, n + LOOKAHEAD)])
+            seen = time.perf_counter()
+            new = 0
+            for answer in answers:
+                if "error" in answer:
+                    raise RpcError(answer["error"])
+                block = answer["result"]
+                if block is None:
+                    break
+                ours = 0
+                with run.lock:
+                    for h in block["transactions"]:
+                        t = by_hash.get(h)
+                        if t is None:
+                            continue
+                        ours += 1
+                        t.final_at, t.block = seen, n
+                        run.final[t.lane][t.step] = max(run.final[t.lane][t.step], t.index + 1)
+                        run.finals += 1
+                    run.lock.notify_all()
+                blocks.append({"number": n, "ours": ours, "gasUsed": int(block["gasUsed"], 16), "seen": seen})
+                n += 1
+                new += 1
+            if run.finals >= run.total:
+                run.done.set()
+            elif not new:
+                if run.failed:
+                    run.done.set()
+                    return
+                time.sleep(interval)
+    except Exception as exc:
+        with run.lock:
+            run.failed = run.failed or f"poller: {exc!r}"
+            run.lock.notify_all()
+        run.done.set()
+    finally:
+        rpc.close()
+
+
+def run_engine(rpc: Rpc, url: str, engine: str, registry: str, lanes: list[Lane], n: int,
+               args: argparse.Namespace, node_pid: int | None) -> dict[str, Any]:
+    now = int(time.time())
+    gas = estimate_gas(rpc, registry, lanes[0], now)
+    per_lane = n // len(lanes)
+    txs: list[list[list[Tx]]] = []
+    rx_ids: list[bytes] = []
+    t_sign = time.perf_counter()
+    for li, lane in enumerate(lanes):
+        ids = [keccak(text=f"lifecycle {engine} {now} lane {li} rx {i}") for i in range(per_lane)]
+        rx_ids += ids
+        steps = []
+        for s, (step, key) in enumerate(zip(STEPS, lane.keys, strict=True)):
+            nonce = nonce_of(rpc, address_of(key))
+            steps.append([Tx(li, s, i, *sign(key, nonce + i, registry,
+                                              calldata(step, *step_args(step, rid, i, now)), gas[step]))
+                          for i, rid in enumerate(ids)])
+        txs.append(steps)
+    sign_s = time.perf_counter() - t_sign
+    head = int(str(rpc.call("eth_blockNumber")), 16)
+    run = Pipeline(txs, window=args.window)
+    blocks: list[dict[str, Any]] = []
+    cpu0 = process_cpu_seconds(node_pid) if node_pid else None
+    poll = threading.Thread(target=poller, args=(run, url, head + 1, args.poll_interval, blocks), daemon=True)
+    senders = [threading.Thread(target=sender, args=(run, url, args.batch), daemon=True)
+               for _ in range(args.concurrency)]
+    poll.start()
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join()
+    if not run.done.wait(args.timeout):
+        run.failed = run.failed or f"not all transactions final after {args.timeout}s"
+    run.done.set()
+    poll.join(timeout=10)
+    cpu1 = process_cpu_seconds(node_pid) if node_pid else None
+
+    flat = [t for lane in txs for step in lane for t in step]
+    # receipts of our blocks, and every prescription completed
+    by_hash = {t.hash: t for t in flat}
+    numbers = [b["number"] for b in blocks if b["ours"]]
+    for i in range(0, len(numbers), 16):
+        for answer in rpc.batch([("eth_getBlockReceipts", [hex(m)]) for m in numbers[i:i + 16]]):
+            for r in answer.get("result") or []:
+                t = by_hash.get(r["transactionHash"])
+                if t is not None:
+                    t.status = int(r["status"], 16)
+    completed = 0
+    for i in range(0, len(rx_ids), 100):
+        calls = [("eth_call", [{"to": registry, "data": "0x" + calldata("getPrescription", rid).hex()}, "latest"])
+                 for rid in rx_ids[i:i + 100]]
+        for answer in rpc.batch(calls):
+            record = abi_decode(RECORD_TYPES, bytes.fromhex(answer["result"][2:])) if "result" in answer else None
+            completed += record is not None and record[11] == COMPLETED and record[6] == 1
+    finals = [t for t in flat if t.final_at]
+    first = min((t.sent_at for t in flat if t.sent_at), default=0.0)
+    last = max((t.final_at for t in finals), default=float("nan"))
+    elapsed = last - first
+    lat = sorted(t.final_at - t.sent_at for t in finals)
+    ours = [b for b in blocks if b["ours"]]
+    sizes = [b["ours"] for b in ours]
+    ok = (run.failed is None and len(finals) == len(flat) and all(t.status == 1 for t in flat)
+          and completed == len(rx_ids))
+    return {
+        "engine": engine, "registry": registry, "prescriptions": len(rx_ids), "txs": len(flat),
+        "gas": gas, "sign_s": round(sign_s, 2), "ok": ok, "failure": run.failed,
+        "final": len(finals), "status_1": sum(1 for t in flat if t.status == 1), "completed": completed,
+        "elapsed_s": round(elapsed, 3), "tps": round(len(finals) / elapsed, 1) if finals else 0.0,
+        "latency_s": {"p50": round(percentile(lat, 50), 3), "p90": round(percentile(lat, 90), 3),
+                      "p99": round(percentile(lat, 99), 3), "max": round(lat[-1], 3) if lat else None},
+        "blocks": len(ours), "start_block": head + 1,
+        "txs_per_block": {"mean": round(sum(sizes) / len(sizes), 1) if sizes else 0, "max": max(sizes, default=0)},
+        "node_cpu_s": round(cpu1 - cpu0, 2) if cpu0 is not None and cpu1 is not None else None,
+    }
+
+
+def rpc_part(args: argparse.Namespace) -> dict[str, Any]:
+    tmp = proc = None
+    url = args.url
+    if url is None:
+        tmp = Path(tempfile.mkdtemp(prefix="rxledger-lifecycle-"))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        proc = start_node(tmp / "data", port, args.py_spy, False, args.py_spy_gil)
+    try:
+        wait_healthy(url, proc)
+        rpc = Rpc(url)
+        deploy = load_deploy_module()
+        w3 = deploy.connect(url)
+        setup = deploy.dev_setup(deploy.chain_validators(w3) or [])
+        deployed = deploy.deploy_all(w3, dev_key(9), setup)
+        lanes = make_lanes(args.lanes)
+        engines = {"native": (NATIVE_REGISTRY, NATIVE_GOVERNANCE),
+                   "solidity": (deployed["PrescriptionRegistry"], deployed["Governance"])}
+        chosen = [e for e in args.order.split(",") if e in args.engines.split(",")]
+        enrol_lanes(rpc, lanes, [engines[e][1] for e in chosen])
+        node_pid = None
+        if proc is not None:
+            node_pid = proc.pid
+            if args.py_spy:  # the node is py-spy's child
+                import subprocess
+
+                try:
+                    node_pid = int(subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()[0])
+                except (subprocess.CalledProcessError, IndexError, ValueError):
+                    node_pid = None
+        results = {e: run_engine(rpc, url, e, engines[e][0], lanes, args.n, args, node_pid) for e in chosen}
+        rpc.close()
+    finally:
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except Exception:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if tmp is not None and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"deployed": deployed, "lanes": args.lanes, "engines": results}
+
+
+# -- in process ----------------------------------------------------------------------------
+def inprocess_part(block_txs: int, repeats: int) -> dict[str, Any]:
+    """`Chain.build_block` of `block_txs` issues, then reviews, then dispenses, per engine."""
+    from node.artifacts import load_artifact
+    from node.chain import Chain
+    from node.crypto import private_key_to_address
+    from node.genesis import dev_genesis, dev_validator_key
+    from node.storage import MemoryStore
+    from node.types import decode_transaction
+
+    deploy = load_deploy_module()
+    proposer = private_key_to_address(dev_validator_key())
+    setup = deploy.dev_setup(["0x" + proposer.hex()])
+    deployer = Account.from_key(dev_key(9))
+
+    def deploy_raw(name: str, args: list[Any], nonce: int) -> bytes:
+        artifact = load_artifact(name)
+        ctor = next(f for f in artifact["abi"] if f["type"] == "constructor")
+        types = [i["type"] for i in ctor["inputs"]]
+        code = bytes.fromhex(artifact["bytecode"][2:]) + abi_encode(types, args)
+        return bytes(deployer.sign_transaction({"nonce": nonce, "gasPrice": 0, "gas": 8_000_000, "data": code,
+                                                "chainId": CHAIN_ID}).raw_transaction)
+
+    def solidity_chain() -> tuple[Any, str]:
+        chain = Chain(MemoryStore(), dev_genesis())
+        governance = "0x" + keccak(bytes.fromhex("d694") + bytes.fromhex(deployer.address[2:]) + b"\x80")[12:].hex()
+        registry = "0x" + keccak(bytes.fromhex("d694") + bytes.fromhex(deployer.address[2:]) + b"\x01")[12:].hex()
+        for ts, raw in enumerate((deploy_raw("Governance", list(setup.constructor_args()), 0),
+                                  deploy_raw("PrescriptionRegistry", [governance], 1)), start=1):
+            block, ex = chain.build_block([decode_transaction(raw)], timestamp=ts, proposer=proposer)
+            assert ex.receipts[0].status == 1
+            chain.commit_block(chain.seal(block, []), ex)
+        return chain, registry
+
+    now = 1_700_000_000
+    rids = [keccak(text=f"inprocess rx {i}") for i in range(block_txs)]
+    keys = (dev_key(1), dev_key(2), dev_key(3))
+    out: dict[str, Any] = {"block_txs": block_txs, "repeats": repeats}
+    for engine in ("native", "solidity"):
+        times: dict[str, list[float]] = {step: [] for step in STEPS}
+        for rep in range(repeats + 1):  # the first round warms imports and caches
+            if engine == "native":
+                chain, registry = Chain(MemoryStore(), dev_genesis()), NATIVE_REGISTRY
+            else:
+                chain, registry = solidity_chain()
+            for s, (step, key) in enumerate(zip(STEPS, keys, strict=True)):
+                nonce0 = chain.state_nonce(bytes.fromhex(address_of(key)[2:]))
+                txs = [decode_transaction(bytes.fromhex(sign(key, nonce0 + i, registry,
+                                                             calldata(step, *step_args(step, rid, i, now)),
+                                                             195_000)[0][2:]))
+                       for i, rid in enumerate(rids)]
+                t0 = time.perf_counter()
+                block, ex = chain.build_block(txs, timestamp=now + s, proposer=proposer)
+                dt = time.perf_counter() - t0
+                assert len(ex.receipts) == block_txs and not ex.skipped and not ex.deferred, (engine, step)
+                assert all(r.status == 1 for r in ex.receipts), (engine, step)
+                chain.commit_block(chain.seal(block, []), ex)
+                if rep:
+                    times[step].append(dt)
+        per = {}
+        for step in STEPS:
+            per[step] = {"best_ms_per_tx": round(min(times[step]) / block_txs * 1000, 3),
+                         "median_ms_per_tx": round(statistics.median(times[step]) / block_txs * 1000, 3)}
+        best = sum(min(times[s]) for s in STEPS)
+        median = sum(statistics.median(times[s]) for s in STEPS)
+        out[engine] = {"steps": per, "lifecycle_tx_per_s_best": round(3 * block_txs / best, 1),
+                       "lifecycle_tx_per_s_median": round(3 * block_txs / median, 1)}
+    out["ratio_best"] = round(out["native"]["lifecycle_tx_per_s_best"] / out["solidity"]["lifecycle_tx_per_s_best"], 2)
+    out["ratio_median"] = round(out["native"]["lifecycle_tx_per_s_median"]
+                                / out["solidity"]["lifecycle_tx_per_s_median"], 2)
+    return out
+
+
+# -- report --------------------------------------------------------------------------------
+def report(r: dict[str, Any]) -> None:
+    m = r["machine"]
+    print(f"machine: {m['cpu']} ({m['cpu_mhz']} MHz), {m['cores']} cores, {m['ram_gib']} GiB RAM, "
+          f"Python {m['python']}, {m['platform']}")
+    p = r["params"]
+    if "rpc" in r:
+        print(f"\nJSON-RPC on the dev chain: {p['n']} prescriptions per engine (issue, review, dispense), "
+              f"{p['lanes']} lanes, {p['concurrency']} senders, batch {p['batch']}")
+        for e in r["rpc"]["engines"].values():
+            lat, tb = e["latency_s"], e["txs_per_block"]
+            print(f"  {e['engine']:>8}: {e['tps']:7.1f} tx/s  ({e['final']}/{e['txs']} final in {e['elapsed_s']} s; "
+                  f"latency p50 {lat['p50']} s p99 {lat['p99']} s; {e['blocks']} blocks, {tb['mean']} txs/block "
+                  f"(max {tb['max']}); node CPU {e['node_cpu_s']} s; gas {e['gas']})")
+            if e["ok"]:
+                print("            OK: every receipt status 1, every prescription completed")
+            else:
+                print(f"            FAILED: {e['failure']}; status 1: {e['status_1']}, completed: {e['completed']}")
+    if "inprocess" in r:
+        ip = r["inprocess"]
+        print(f"\nin process, Chain.build_block of {ip['block_txs']} txs per step on a MemoryStore "
+              f"(best / median of {ip['repeats']}):")
+        for engine in ("native", "solidity"):
+            e = ip[engine]
+            steps = ", ".join(f"{s} {e['steps'][s]['best_ms_per_tx']:.3f} / {e['steps'][s]['median_ms_per_tx']:.3f} ms"
+                              for s in STEPS)
+            print(f"  {engine:>8}: {e['lifecycle_tx_per_s_best']:7.1f} / {e['lifecycle_tx_per_s_median']:7.1f} "
+                  f"lifecycle tx/s  ({steps} per tx)")
+        print(f"  ratio native / Solidity: {ip['ratio_best']}x best, {ip['ratio_median']}x median")
+    g = r["goals"]
+    for line in g["lines"]:
+        print(line)
+
+
+def goals(r: dict[str, Any]) -> dict[str, Any]:
+    lines = []
+    met: dict[str, bool | None] = {"ratio": None, "tps": None}
+    engines = r.get("rpc", {}).get("engines", {})
+    if "native" in engines and "solidity" in engines:
+        ratio = engines["native"]["tps"] / max(engines["solidity"]["tps"], 1e-9)
+        met["ratio"] = ratio >= GOAL_RATIO
+        lines.append(f"\ngoal native >= {GOAL_RATIO:.0f}x Solidity (JSON-RPC, same run): {ratio:.2f}x -> "
+                     f"{'MET' if met['ratio'] else 'NOT MET'}")
+        if "inprocess" in r:
+            lines.append(f"  (in process, no HTTP: {r['inprocess']['ratio_best']}x)")
+    if "native" in engines:
+        met["tps"] = engines["native"]["tps"] >= GOAL_TPS
+        lines.append(f"goal >= {GOAL_TPS:.0f} lifecycle tx/s on the dev chain (native): {engines['native']['tps']} "
+                     f"-> {'MET' if met['tps'] else 'NOT MET'}")
+    return {"met": met, "lines": lines}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1200, help="prescriptions per engine (default 1200)")
+    parser.add_argument("--lanes", type=int, default=8, help="prescriber/reviewer/pharmacist triples (default 8)")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent senders (default 8)")
+    parser.add_argument("--batch", type=int, default=1, help="transactions per JSON-RPC request (default 1)")
+    parser.add_argument("--window", type=int, default=MAX_NONCE_GAP, help="per-account transactions ahead (default 64)")
+    parser.add_argument("--poll-interval", type=float, default=0.01)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--engines", default="native,solidity", help="which engines to run over JSON-RPC")
+    parser.add_argument("--order", default="native,solidity", help="the order they run in")
+    parser.add_argument("--block-txs", type=int, default=150, help="in process: transactions per block (default 150)")
+    parser.add_argument("--repeats", type=int, default=5, help="in process: repeats (default 5)")
+    parser.add_argument("--skip-rpc", action="store_true", help="only the in-process part")
+    parser.add_argument("--skip-inprocess", action="store_true", help="only the JSON-RPC part")
+    parser.add_argument("--url", help="use a running dev node's JSON-RPC URL instead of starting one")
+    parser.add_argument("--py-spy", metavar="FILE", help="run the started node under py-spy record, writing FILE")
+    parser.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only the GIL holder")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and node.log")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.n < args.lanes or args.lanes < 1 or args.concurrency < 1 or args.batch < 1 \
+            or not 1 <= args.window <= MAX_NONCE_GAP or args.block_txs < 1 or args.repeats < 1:
+        parser.error("--n >= --lanes >= 1; --concurrency, --batch, --block-txs, --repeats positive; --window 1..64")
+    if args.url and args.py_spy:
+        parser.error("--py-spy needs a node the benchmark starts (no --url)")
+    result: dict[str, Any] = {"machine": machine(), "params": {
+        "n": args.n, "lanes": args.lanes, "concurrency": args.concurrency, "batch": args.batch,
+        "window": args.window, "block_txs": args.block_txs, "repeats": args.repeats}}
+    if not args.skip_rpc:
+        result["rpc"] = rpc_part(args)
+    if not args.skip_inprocess:
+        result["inprocess"] = inprocess_part(args.block_txs, args.repeats)
+    result["goals"] = goals(result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        report(result)
+    engines = result.get("rpc", {}).get("engines", {})
+    return 0 if all(e["ok"] for e in engines.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -270,7 +271,16 @@ def start_config(args: argparse.Namespace) -> int:
         round_timeout=consensus.round_timeout, max_round_timeout=consensus.max_round_timeout,
     ), transport)
     transport.bind_runtime(runtime)
-    chain.add_listener(lambda block, receipts: p2p.announce_status())
+    announced = [0.0]
+
+    def announce(block: object, receipts: object) -> None:
+        # Peers learn our head from STATUS; at most 5 a second (not one per synced block).
+        now = time.monotonic()
+        if now - announced[0] >= 0.2:
+            announced[0] = now
+            p2p.announce_status()
+
+    chain.add_listener(announce)
     try:
         p2p.start()
     except (NodeError, OSError) as exc:

@@ -188,6 +188,11 @@ class Executor:
         skip_invalid: bool,
     ) -> BlockExecution:
         """Apply `transactions` in order; compute the state root once at the end."""
+        if not transactions:
+            # An empty block changes no state: no transaction runs, chaincode state is
+            # neither read nor written (its commitment stays), so the parent's root stands.
+            # Skipping py-evm here is most of the cost of syncing idle stretches of chain.
+            return BlockExecution([], [], parent_state_root, 0, b"\x00" * 256, {})
         state, pending = self.open_state(parent_state_root, env)
         if self.chaincode.addresses():
             state.chaincode_session = self.chaincode.open_session(

@@ -278,3 +278,19 @@ def test_execution_never_recovers_a_sender_again(monkeypatch):
 
     assert PragueTransactionBuilder.decode(txs[0].raw).sender == txs[0].sender
     assert recoveries == ["recover"]
+
+
+def test_empty_block_fast_path_matches_full_execution(monkeypatch):
+    """An empty block keeps the parent's state root: the same root full execution gives."""
+    chain = Chain(MemoryStore(), dev_genesis())
+    fast, fast_ex = chain.build_block([], timestamp=1, proposer=VALIDATOR)
+    # Full execution of an empty block, bypassing the fast path with a no-op transaction list
+    # that is not empty to Python's truth test but yields nothing.
+    class Nothing(list):
+        def __bool__(self) -> bool:
+            return True
+
+    slow, slow_ex = chain.build_block(Nothing(), timestamp=1, proposer=VALIDATOR)
+    assert fast.header == slow.header
+    assert fast_ex.state_root == slow_ex.state_root == chain.head.state_root
+    assert fast_ex.writes == slow_ex.writes == {}

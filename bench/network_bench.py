@@ -32,6 +32,9 @@ Modes:
   the `up` call (process start included), and / seconds from the fourth node's first
   `/health` answer (sync alone).
 
+`--mode startup`: `init`, then `up` at once (as `rxledger up` on a new directory): the
+  time to the first final block, and that block's round.
+
 Finality (as bench/devchain_tps.py): one poller thread per node asks its node for the next
 16 blocks in one JSON-RPC batch of `eth_getBlockByNumber(n, false)`, again at once when it
 found a new block, else after `--poll-interval` (0.02 s). A transaction is final when the
@@ -51,6 +54,11 @@ Run:
   .venv/bin/python bench/network_bench.py --mode load [--block-period 1.0] [--n 2000] [--json]
   .venv/bin/python bench/network_bench.py --mode idle [--samples 30]
   .venv/bin/python bench/network_bench.py --mode catchup [--blocks 10000] [--py-spy FILE.txt]
+
+`--wait-quiet SECONDS` first waits (at most that long) until the rest of the machine has
+used fewer than `--quiet-cores` (0.3) cores for 10 s in a row; every result reports the
+load average and the cores other processes used during the measurement.
+`--node-log-level debug` (with `--keep`) logs every QBFT step in nodes/<name>/node.log.
 
 `--py-spy FILE` attaches `py-spy record --pid` (raw collapsed stacks for
 bench/pyspy_summary.py if FILE ends in .txt) to one node (`--py-spy-node`, default: the

@@ -267,7 +267,7 @@ def start_config(args: argparse.Namespace) -> int:
     service.gossip = transport.gossip_transaction
     consensus = cfg.consensus
     runtime = service.start_consensus(QbftConfig(
-        block_period=consensus.block_period, empty_block_period=consensus.empty_block_period,
+        block_period=consensus.block_period, empty_block_period=consensus.empty_block_period or None,  # 0: never (node.toml)
         round_timeout=consensus.round_timeout, max_round_timeout=consensus.max_round_timeout,
     ), transport)
     transport.bind_runtime(runtime)

@@ -1,1 +1,79 @@
-"""RxLedger."""
+"""RxLedger client SDK: hospitals, pharmacies and regulators work from FHIR documents.
+
+Hospital systems issue FHIR MedicationRequests (only a salted commitment, a keyed patient
+pseudonym and the dispensing terms reach the ledger) and hand the patient a
+`PrescriptionToken`; pharmacies `verify` a presented token and `dispense`; regulators
+read the history. Every class has an asyncio twin (`AsyncHospital`, …) running the same
+logic. Every error is a `ClientError` (see `client_sdk._errors` for the tree).
+
+    from client_sdk import Hospital, Pharmacy
+    issued = Hospital("http://127.0.0.1:8545", prescriber_key).issue(medication_request)
+    check = Pharmacy("http://127.0.0.1:8545", pharmacist_key).verify(issued.token)
+"""
+
+from client_sdk._commitment import (
+    DEV_CONSORTIUM_KEY,
+    canonical_bytes,
+    commitment,
+    patient_pseudonym,
+)
+from client_sdk._errors import (
+    ClientError,
+    CommitmentMismatch,
+    InvalidFhir,
+    NotFinal,
+    NotFound,
+    Refused,
+    RpcError,
+    TransportError,
+    VerificationFailed,
+)
+from client_sdk._fhir import ScheduleTable
+from client_sdk._prescriptions import (
+    AsyncHospital,
+    AsyncPharmacy,
+    AsyncRegulator,
+    DispenseResult,
+    HistoryEntry,
+    Hospital,
+    IssuedPrescription,
+    Pharmacy,
+    PrescriptionRecord,
+    Regulator,
+    TokenCheck,
+)
+from client_sdk._rpc import AsyncRpc, Rpc
+from client_sdk._token import PrescriptionToken, decode_token, generate_pharmacy_key
+
+__all__ = [
+    "DEV_CONSORTIUM_KEY",
+    "AsyncHospital",
+    "AsyncPharmacy",
+    "AsyncRegulator",
+    "AsyncRpc",
+    "ClientError",
+    "CommitmentMismatch",
+    "DispenseResult",
+    "HistoryEntry",
+    "Hospital",
+    "InvalidFhir",
+    "IssuedPrescription",
+    "NotFinal",
+    "NotFound",
+    "Pharmacy",
+    "PrescriptionRecord",
+    "PrescriptionToken",
+    "Refused",
+    "Regulator",
+    "Rpc",
+    "RpcError",
+    "ScheduleTable",
+    "TokenCheck",
+    "TransportError",
+    "VerificationFailed",
+    "canonical_bytes",
+    "commitment",
+    "decode_token",
+    "generate_pharmacy_key",
+    "patient_pseudonym",
+]

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from client_sdk._errors import ClientError, NotFinal, NotFound, Refused, RpcError
 from client_sdk._rpc import Call, Flow, Sleep
@@ -204,8 +205,8 @@ def send_flow(
         gas = estimate + estimate // 4 + 10_000
     gas_price = int((yield Call("eth_gasPrice")), 16)
     signed = signer.account.sign_transaction(
-        {"to": contract.address, "data": data, "value": 0, "gas": gas, "gasPrice": gas_price,
-         "nonce": nonce, "chainId": signer.chain_id}
+        {"to": contract.address, "data": data, "value": 0, "gas": gas,  # type: ignore[dict-item]
+         "gasPrice": gas_price, "nonce": nonce, "chainId": signer.chain_id}
     )
     raw = "0x" + bytes(signed.raw_transaction).hex()
     tx_hash = yield Call("eth_sendRawTransaction", (raw,))

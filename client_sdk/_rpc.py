@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 
 from client_sdk._errors import Refused, RpcError, TransportError
 
@@ -151,7 +151,7 @@ class Rpc:
                     time.sleep(op.seconds)
                     op = flow.send(None)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value
 
 
 class AsyncRpc:
@@ -203,4 +203,4 @@ class AsyncRpc:
                     await asyncio.sleep(op.seconds)
                     op = flow.send(None)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return stop.value

@@ -76,6 +76,7 @@ from client_sdk._ledger import (
     Contract,
     Signer,
     _reason_of_failed,
+    call_flow,
     wait_receipt_flow,
 )
 from client_sdk._merkle import audit_paths, root_from_path, tree_levels
@@ -726,6 +727,29 @@ def _proof_nodes(trie: HexaryTrie, index: int) -> tuple[bytes, ...]:
     return tuple(rlp.encode(node) for node in nodes)
 
 
+def _estimate_flow(tx: dict[str, Any], attempts: int = 3) -> Flow[int]:
+    """eth_estimateGas with a margin. The node refuses a native-chaincode estimate that a
+    new head overtook ("the head moved during the call"): that one is tried again."""
+    for attempt in range(attempts):
+        try:
+            estimate = int((yield Call("eth_estimateGas", (tx, "latest"))), 16)
+        except Refused as exc:
+            if "head moved" not in exc.reason or attempt + 1 == attempts:
+                raise
+            continue
+        return estimate + estimate // 4 + 10_000
+    raise AssertionError("unreachable")
+
+
+def _failure_reason_flow(batch: _Sent, receipt: dict[str, Any]) -> Flow[str]:
+    """Why an anchoring failed on chain: the usual cause, a root anchored meanwhile, is
+    asked of the registry at the head (native chaincode state is the head's only)."""
+    (at,) = yield from call_flow(_ANCHOR_CONTRACT, "anchoredAt", batch.root)
+    if at and at != int(receipt["blockNumber"], 16):
+        return f"Anchor: root already anchored (in block {at})"
+    return (yield from _reason_of_failed(batch.tx, receipt))
+
+
 def _anchor_flow(
     signer: Signer, hashes: Iterable[bytes], *, batch_size: int, meta: bytes,
     timeout: float, poll: float, progress: Progress | None, total: int | None,
@@ -740,6 +764,8 @@ def _anchor_flow(
     pending = int((yield Call("eth_getTransactionCount", (signer.address, "pending"))), 16)
     nonce = max(pending, signer.next_nonce)
     sent: list[_Sent] = []
+    roots: set[bytes] = set()
+    gas: int | None = None
     sha = _sha256
     # Send every batch first, then wait: the node seals them while we build the next tree.
     for chunk in _chunks(hashes, batch_size):
@@ -750,9 +776,15 @@ def _anchor_flow(
         root = levels[-1][0]
         tx: dict[str, Any] = {"from": signer.address, "to": contract.address,
                               "data": contract.encode("anchor", root, len(chunk), meta)}
-        estimate = int((yield Call("eth_estimateGas", (tx, "latest"))), 16)
+        if root in roots:
+            raise Refused("Anchor: root already anchored (two batches of this call are the same records)")
+        roots.add(root)
+        if gas is None:
+            # Once: every anchor() costs about the same. Before anything is sent, so a
+            # refusal (not enrolled, root anchored before) comes before any transaction.
+            gas = yield from _estimate_flow(tx)
         signed = signer.account.sign_transaction({
-            "to": contract.address, "data": tx["data"], "value": 0, "gas": estimate + estimate // 4 + 10_000,
+            "to": contract.address, "data": tx["data"], "value": 0, "gas": gas,
             "gasPrice": gas_price, "nonce": nonce, "chainId": chain_id,
         })
         tx_hash = yield Call("eth_sendRawTransaction", ("0x" + bytes(signed.raw_transaction).hex(),))
@@ -766,7 +798,7 @@ def _anchor_flow(
     for done, batch in enumerate(sent, 1):
         receipt = yield from wait_receipt_flow(batch.tx_hash, timeout=timeout, poll=poll)
         if int(receipt["status"], 16) != 1:
-            reason = yield from _reason_of_failed(batch.tx, receipt)
+            reason = yield from _failure_reason_flow(batch, receipt)
             raise Refused(reason, tx_hash=batch.tx_hash)
         number = int(receipt["blockNumber"], 16)
         if number not in blocks:

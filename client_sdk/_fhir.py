@@ -215,6 +215,7 @@ def prescription_terms(
     `now` is the issue time (Unix seconds) used for the default validity window and the
     "in the past" check.
     """
+    load_resource(resource, "MedicationRequest")
     version = _detect_version(resource, fhir_version)
     model = _validate(resource, version)
     if model.status not in ("active", "draft"):
@@ -274,6 +275,7 @@ def prescription_terms(
 
 def dispense_terms(resource: dict[str, Any], *, fhir_version: str = "auto") -> DispenseTerms:
     """Validate a MedicationDispense: a whole quantity and the prescriptions it fills."""
+    load_resource(resource, "MedicationDispense")
     version = _detect_version(resource, fhir_version)
     model = _validate(resource, version)
     if model.status not in _DISPENSE_STATUSES:

@@ -74,6 +74,14 @@ def _rx_bytes(rx_id: RxId) -> bytes:
     return raw
 
 
+def _address_topic(address: str | bytes) -> str:
+    """An address as a 32-byte log topic (accepts 0x-hex text or 20 raw bytes)."""
+    raw = address if isinstance(address, bytes) else bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ClientError(f"an address is 20 bytes, not {address!r}")
+    return "0x" + raw.rjust(32, b"\0").hex()
+
+
 def _reason(text: str) -> bytes:
     """A bytes32 reason: UTF-8, right-padded, at most 32 bytes."""
     raw = text.encode()
@@ -396,7 +404,7 @@ class _Flows:
         return (yield from self._entries(events))
 
     def issued(
-        self, *, prescriber: str | None = None, patient: bytes | None = None,
+        self, *, prescriber: str | bytes | None = None, patient: bytes | None = None,
         schedule: int | None = None, hospital: bytes | None = None, from_block: int = 0,
     ) -> Flow[list[HistoryEntry]]:
         """Issued events filtered by prescriber, hospital (indexed), patient pseudonym or
@@ -404,7 +412,7 @@ class _Flows:
         topics: list[str | None] = [
             None,
             "0x" + hospital.hex() if hospital is not None else None,
-            "0x" + bytes(12).hex() + prescriber[2:].lower() if prescriber is not None else None,
+            _address_topic(prescriber) if prescriber is not None else None,
         ]
         events = yield from logs_flow(self.registry, "Issued", topics, from_block)
         events = [
@@ -415,12 +423,12 @@ class _Flows:
         return (yield from self._entries(events))
 
     def dispensed(
-        self, *, pharmacy: bytes | None = None, pharmacist: str | None = None, from_block: int = 0,
+        self, *, pharmacy: bytes | None = None, pharmacist: str | bytes | None = None, from_block: int = 0,
     ) -> Flow[list[HistoryEntry]]:
         topics: list[str | None] = [
             None,
             "0x" + pharmacy.hex() if pharmacy is not None else None,
-            "0x" + bytes(12).hex() + pharmacist[2:].lower() if pharmacist is not None else None,
+            _address_topic(pharmacist) if pharmacist is not None else None,
         ]
         events = yield from logs_flow(self.registry, "Dispensed", topics, from_block)
         return (yield from self._entries(events))

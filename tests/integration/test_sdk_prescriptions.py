@@ -290,3 +290,25 @@ def test_a_token_survives_the_compact_form(roles):
     assert compact.startswith("RXL1.") and len(compact) < 1200
     assert decode_token(compact) == issued.token
     assert isinstance(decode_token(json.dumps(issued.token.to_json())), PrescriptionToken)
+
+
+def test_hold_resume_stop_and_entered_in_error_through_the_sdk(roles, dev_node):
+    hospital, _, pharmacy = roles
+    issued = issued_active(roles)
+    hospital.hold(issued.rx_id, "awaiting lab result")
+    assert pharmacy.get(issued.rx_id).status == "on-hold"
+    assert "status is on-hold" in pharmacy.verify(issued.token).problems[0]
+    hospital.resume(issued.rx_id)
+    pharmacy.dispense(issued.token, quantity=20)
+    with pytest.raises(Refused):
+        hospital.cancel(issued.rx_id, "too late")  # a fill was made: cancel is refused, stop is not
+    hospital.stop(issued.rx_id, "therapy changed")
+    assert pharmacy.get(issued.rx_id).status == "stopped"
+    admin = Hospital(dev_node.url, ADMIN.private_key)
+    admin.mark_entered_in_error(issued.rx_id, "wrong patient")
+    history = Regulator(dev_node.url).history(issued.rx_id)
+    assert [e.details.get("to") for e in history if e.event == "StatusChanged"] == [
+        "draft", "active", "on-hold", "active", "stopped", "entered-in-error"]
+    assert history[-1].details["reason"] == "wrong patient"
+    with pytest.raises(ClientError, match="at most 32 bytes"):
+        hospital.hold(issued.rx_id, "x" * 33)

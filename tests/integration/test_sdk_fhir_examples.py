@@ -146,7 +146,7 @@ def test_examples_are_all_classified_and_the_representable_ones_complete_the_lif
         assert [e.event for e in history][:3] == ["Issued", "StatusChanged", "StatusChanged"]
         assert sum(e.event == "Dispensed" for e in history) == fills
         assert all(e.time > 0 and e.tx_hash.startswith("0x") for e in history)
-    # The package has 39 MedicationRequest examples; most are completed or on-hold orders
+    # The package has 40 MedicationRequest examples (11 representable); most are completed or on-hold orders
     # or have no dispense quantity. Guard against a classification that lets all through
     # or refuses all.
     assert issued_count >= 8 and refused_count >= 20, (issued_count, refused_count)

@@ -232,7 +232,7 @@ def wait_receipt_flow(tx_hash: str, *, timeout: float = 60.0, poll: float = 0.05
 
 
 def logs_flow(
-    contract: Contract, event: str, topics: Sequence[str | None] = (),
+    contract: Contract, event: str, topics: Sequence[str | Sequence[str] | None] = (),
     from_block: int = 0, to_block: str | int = "latest",
 ) -> Flow[list[DecodedEvent]]:
     """Every `event` of `contract` matching the indexed `topics` (None = any), decoded."""

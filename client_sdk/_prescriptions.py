@@ -45,6 +45,7 @@ __all__ = [
     "HistoryEntry",
     "Hospital",
     "IssuedPrescription",
+    "PatientActivity",
     "Pharmacy",
     "PrescriptionRecord",
     "Regulator",
@@ -189,6 +190,27 @@ class HistoryEntry:
         else:
             what = f"fill {d['fillNumber']}: {d['quantity']} dispensed"
         return f"block {self.block_number} {format_time(self.time)} {self.event}: {what} by {self.actor}"
+
+
+@dataclass(frozen=True, slots=True)
+class PatientActivity:
+    """A regulator's view of one patient pseudonym: who prescribes and who dispenses.
+
+    Many prescribers or pharmacies for one patient, above all for controlled schedules,
+    is the pattern regulators watch for (doctor and pharmacy shopping).
+    """
+
+    patient: bytes
+    prescriptions: tuple[HistoryEntry, ...]
+    fills: tuple[HistoryEntry, ...]
+    prescribers: frozenset[str]
+    hospitals: frozenset[str]
+    pharmacies: frozenset[str]
+    controlled: int
+
+    @property
+    def quantity_dispensed(self) -> int:
+        return sum(int(f.details["quantity"]) for f in self.fills)
 
 
 def _record(rx_id: bytes, raw: tuple[Any, ...]) -> PrescriptionRecord:
@@ -434,6 +456,23 @@ class _Flows:
         return (yield from self._entries(events))
 
 
+    def patient_activity(self, patient: bytes, from_block: int = 0) -> Flow[PatientActivity]:
+        issued = yield from self.issued(patient=patient, from_block=from_block)
+        fills: list[HistoryEntry] = []
+        rx_topics = sorted({e.details["rxId"] for e in issued})
+        for start in range(0, len(rx_topics), 100):  # an OR-list of topics per request
+            events = yield from logs_flow(
+                self.registry, "Dispensed", [rx_topics[start:start + 100]], from_block)
+            fills += yield from self._entries(events)
+        return PatientActivity(
+            patient, tuple(issued), tuple(fills),
+            frozenset(e.actor for e in issued),
+            frozenset(e.details["hospital"] for e in issued),
+            frozenset(f.details["pharmacy"] for f in fills),
+            sum(1 for e in issued if e.details["schedule"] > 0),
+        )
+
+
 def _make_rpc(rpc: str | Rpc) -> Rpc:
     return Rpc(rpc) if isinstance(rpc, str) else rpc
 
@@ -582,6 +621,11 @@ class Regulator(_Role):
         """Dispensed events by `pharmacy` (org id) or `pharmacist`."""
         return self.rpc.run(self._flows.dispensed(**filters))
 
+    def patient_activity(self, patient: bytes, from_block: int = 0) -> PatientActivity:
+        """Every prescription and fill of one patient pseudonym, with the distinct
+        prescribers, hospitals and pharmacies involved."""
+        return self.rpc.run(self._flows.patient_activity(patient, from_block))
+
 
 class AsyncRegulator(_AsyncRole):
     """`Regulator` under asyncio."""
@@ -594,3 +638,6 @@ class AsyncRegulator(_AsyncRole):
 
     async def dispensed(self, **filters: Any) -> list[HistoryEntry]:
         return await self.rpc.run(self._flows.dispensed(**filters))
+
+    async def patient_activity(self, patient: bytes, from_block: int = 0) -> PatientActivity:
+        return await self.rpc.run(self._flows.patient_activity(patient, from_block))

@@ -29,6 +29,7 @@ from client_sdk import (
     Refused,
     Regulator,
     Rpc,
+    ScheduleTable,
     VerificationFailed,
     decode_token,
     generate_pharmacy_key,
@@ -312,3 +313,23 @@ def test_hold_resume_stop_and_entered_in_error_through_the_sdk(roles, dev_node):
     assert history[-1].details["reason"] == "wrong patient"
     with pytest.raises(ClientError, match="at most 32 bytes"):
         hospital.hold(issued.rx_id, "x" * 33)
+
+
+def test_patient_activity_shows_every_prescriber_hospital_and_pharmacy_of_a_pseudonym(dev_node):
+    url = dev_node.url
+    patient = {"identifier": {"system": "urn:example:mrn", "value": f"shopper-{time.time_ns()}"}}
+    table = ScheduleTable({("http://www.nlm.nih.gov/research/umls/rxnorm", "197361"): 2})
+    pharmacy = Pharmacy(url, PHARMACIST.private_key)
+    for prescriber, reviewer in ((PRESCRIBER, REVIEWER), (ACCOUNTS[5], ACCOUNTS[6])):
+        issued = Hospital(url, prescriber.private_key, schedules=table).issue(
+            dict(medication_request(), subject=patient))
+        assert issued.schedule == 2
+        Hospital(url, reviewer.private_key).review(issued.rx_id, approve=True)
+        pharmacy.dispense(issued.token, quantity=7)
+    pseudonym = patient_pseudonym(DEV_CONSORTIUM_KEY, f"identifier|urn:example:mrn|{patient['identifier']['value']}")
+    activity = Regulator(url).patient_activity(pseudonym)
+    assert len(activity.prescriptions) == 2 and activity.controlled == 2
+    assert activity.prescribers == {"0x" + PRESCRIBER.address.hex(), "0x" + ACCOUNTS[5].address.hex()}
+    assert activity.hospitals == {"0x" + org_id("hospital-a").hex(), "0x" + org_id("hospital-b").hex()}
+    assert activity.pharmacies == {"0x" + org_id("pharmacy-a").hex()}
+    assert activity.quantity_dispensed == 14

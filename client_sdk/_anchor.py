@@ -63,7 +63,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -822,10 +822,7 @@ def _anchor_flow(
         except (VerificationFailed, LightClientError) as exc:
             raise ClientError(f"the node's block {number} does not prove the anchoring: {exc}") from exc
         paths = audit_paths(batch.levels)
-        out.extend(
-            AnchorReceipt(h, i, path, anchor)
-            for i, (h, path) in enumerate(zip(batch.hashes, paths, strict=True))
-        )
+        out.extend(map(AnchorReceipt, batch.hashes, range(len(paths)), paths, repeat(anchor)))
         if progress is not None:
             progress("final", done, total)
     return out

@@ -9,8 +9,8 @@ For entries d(0) … d(n-1) (here: 32-byte record hashes)::
 The RFC's recursive split at the largest power of two below n gives the same tree as
 building level by level from the leaves, pairing neighbours and carrying a lone last node
 up unchanged (no hash): `tree_levels` builds it that way, in one pass per level, and
-`audit_paths` reads every leaf's audit path off the levels at once (one list per level
-expanded and transposed, not n walks from the root). `root_from_path` is RFC 9162
+`audit_paths` derives every leaf's audit path from the levels at once, top down (each
+node's path is its sibling and its parent's path), not n walks from the root. `root_from_path` is RFC 9162
 §2.1.3.2's verification algorithm: it folds a path into the root it implies, rejecting an
 index outside the tree and a path of the wrong length for the tree's size.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from itertools import chain, repeat
 
 __all__ = [
     "audit_path",
@@ -82,35 +81,23 @@ def merkle_root(entries: Sequence[bytes]) -> bytes:
 def audit_paths(levels: Sequence[Sequence[bytes]]) -> list[tuple[bytes, ...]]:
     """The audit path of every leaf (leaf to root, RFC 6962 PATH order), all at once.
 
-    At level k the sibling of leaf i's ancestor is node (i >> k) ^ 1 of that level, or
-    nothing when that ancestor is a lone last node carried up. Each level's siblings are
-    laid out once per node and repeated over the 2^k leaves under it, and the columns are
-    transposed into per-leaf tuples; only the leaves under a carried node are then
-    filtered for the missing entries.
+    Top down, one level at a time: the path of node j of level k is its sibling (node
+    j ^ 1) followed by the path of its parent (node j >> 1 of level k + 1); a lone last
+    node, carried up unchanged, has no sibling and takes its parent's path as it is. That
+    is one tuple per node of the tree (2n) built in list comprehensions, not n walks.
     """
-    n = len(levels[0])
-    columns: list[list[bytes | None]] = []
-    first_carried = n  # the first leaf with a missing sibling at some level
-    for k, level in enumerate(levels[:-1]):
+    paths: list[tuple[bytes, ...]] = [()]
+    for level in reversed(levels[:-1]):
         m = len(level)
-        siblings: list[bytes | None] = [None] * m
         even = m - (m & 1)
-        siblings[0:even:2] = level[1:even:2]
-        siblings[1:even:2] = level[0:even:2]
+        siblings = [b""] * even
+        siblings[0::2] = level[1:even:2]
+        siblings[1::2] = level[0:even:2]
+        parents = [p for p in paths for _ in (0, 1)]
+        below = [(s, *p) for s, p in zip(siblings, parents, strict=False)]
         if m & 1:
-            first_carried = min(first_carried, (m - 1) << k)
-        if k == 0:
-            columns.append(siblings)
-        else:
-            width = 1 << k
-            column = list(chain.from_iterable(repeat(s, width) for s in siblings))
-            del column[n:]
-            columns.append(column)
-    if not columns:
-        return [()]
-    paths: list[tuple[bytes, ...]] = list(zip(*columns, strict=True))
-    for i in range(first_carried, n):
-        paths[i] = tuple(p for p in paths[i] if p is not None)
+            below.append(paths[-1])
+        paths = below
     return paths
 
 

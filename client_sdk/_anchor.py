@@ -201,24 +201,10 @@ class AnchorReceipt:
                 f"receipt field 'version': version {version} is not supported "
                 f"(this SDK reads version {RECEIPT_VERSION})"
             )
-        anchor = AnchorProof(
-            root=_bytes_field(obj, "root", 32),
-            tree_size=_int_field(obj, "treeSize"),
-            meta=_bytes_field(obj, "meta", 32),
-            chain_id=_int_field(obj, "chainId"),
-            registry=_bytes_field(obj, "registry", 20),
-            anchored_by=_bytes_field(obj, "anchoredBy", 20),
-            transaction_hash=_bytes_field(obj, "transactionHash", 32),
-            transaction_index=_int_field(obj, "transactionIndex"),
-            block_number=_int_field(obj, "blockNumber"),
-            block_hash=_bytes_field(obj, "blockHash", 32),
-            header=_bytes_field(obj, "header"),
-            receipt_proof=_bytes_list_field(obj, "receiptProof"),
-            transaction_proof=_bytes_list_field(obj, "transactionProof"),
-        )
+        anchor = _anchor_proof(obj)
         return cls(
             _bytes_field(obj, "recordHash", 32), _int_field(obj, "leafIndex"),
-            _bytes_list_field(obj, "auditPath", 32), anchor, version,
+            _hash_list_field(obj, "auditPath"), anchor, version,
         )
 
     @classmethod
@@ -256,10 +242,68 @@ def _decode_hex(value: Any, name: str, length: int | None) -> bytes:
     try:
         raw = bytes.fromhex(value[2:])
     except ValueError:
-        raise VerificationFailed(f"receipt field '{name}': not hex: {value!r:.40}") from None
+        raw = None
+    if raw is None or 2 * len(raw) != len(value) - 2:  # fromhex skips whitespace: refuse it
+        raise VerificationFailed(f"receipt field '{name}': not hex: {value!r:.40}")
     if length is not None and len(raw) != length:
         raise VerificationFailed(f"receipt field '{name}': expected {length} bytes, got {len(raw)}")
     return raw
+
+
+_ANCHOR_FIELDS = ("root", "treeSize", "meta", "chainId", "registry", "anchoredBy", "transactionHash",
+                  "transactionIndex", "blockNumber", "blockHash", "header")
+_PROOFS: dict[tuple[Any, ...], AnchorProof] = {}  # parsed batch parts by their JSON text
+
+
+def _anchor_proof(obj: Mapping[str, Any]) -> AnchorProof:
+    # The receipts of one batch share all of this: parse it once per batch, by its text.
+    try:
+        key = (*(obj[f] for f in _ANCHOR_FIELDS), *obj["receiptProof"], None, *obj["transactionProof"])
+        cached = _PROOFS.get(key)
+    except (KeyError, TypeError):  # a missing field, or a list unhashable: the slow path names it
+        key, cached = None, None
+    if cached is not None:
+        return cached
+    anchor = AnchorProof(
+        root=_bytes_field(obj, "root", 32),
+        tree_size=_int_field(obj, "treeSize"),
+        meta=_bytes_field(obj, "meta", 32),
+        chain_id=_int_field(obj, "chainId"),
+        registry=_bytes_field(obj, "registry", 20),
+        anchored_by=_bytes_field(obj, "anchoredBy", 20),
+        transaction_hash=_bytes_field(obj, "transactionHash", 32),
+        transaction_index=_int_field(obj, "transactionIndex"),
+        block_number=_int_field(obj, "blockNumber"),
+        block_hash=_bytes_field(obj, "blockHash", 32),
+        header=_bytes_field(obj, "header"),
+        receipt_proof=_bytes_list_field(obj, "receiptProof"),
+        transaction_proof=_bytes_list_field(obj, "transactionProof"),
+    )
+    if key is not None:
+        if len(_PROOFS) >= 256:
+            _PROOFS.clear()
+        _PROOFS[key] = anchor
+    return anchor
+
+
+def _hash_list_field(obj: Mapping[str, Any], name: str) -> tuple[bytes, ...]:
+    """A list of 32-byte hashes: one hex decoding for the whole list when it is well formed."""
+    value = obj.get(name)
+    if type(value) is list:
+        n = len(value)
+        try:
+            joined = "".join(value)  # TypeError if an item is not a string
+        except TypeError:
+            joined = ""
+        if (len(joined) == 66 * n and set(map(len, value)) <= {66}
+                and joined[0::66] == "0" * n and joined[1::66] == "x" * n):
+            try:
+                raw = bytes.fromhex(joined.replace("0x", ""))  # "x" is no hex digit
+            except ValueError:
+                raw = b""
+            if len(raw) == 32 * n:
+                return tuple([raw[i:i + 32] for i in range(0, 32 * n, 32)])
+    return _bytes_list_field(obj, name, 32)  # names what is wrong
 
 
 def _bytes_field(obj: Mapping[str, Any], name: str, length: int | None = None) -> bytes:

@@ -207,6 +207,10 @@ class AnchorReceipt:
             _hash_list_field(obj, "auditPath"), anchor, version,
         )
 
+    def verify(self, trust: Trust, *, record: bytes | None = None) -> None:
+        """`verify_receipt(self, trust, record=record)`."""
+        verify_receipt(self, trust, record=record)
+
     @classmethod
     def from_json(cls, text: str | bytes) -> AnchorReceipt:
         """Parse receipt JSON; raises `VerificationFailed` if it is not JSON or a field
@@ -339,7 +343,8 @@ class Trust:
     ceil(2n/3) of it. A malformed trust raises `VerificationFailed` too.
 
     A trust caches what it has verified per anchoring (header, seals, trie proofs), so
-    the receipts of one batch cost one seal check; the cache is cleared by `extend`.
+    the receipts of one batch cost one seal check (and the batches of one block one seal
+    check in all); the caches are cleared by `extend`.
     """
 
     CACHE_LIMIT = 4096
@@ -376,7 +381,8 @@ class Trust:
         self._segments = checked
         self._state = state
         self._hashes: dict[int, bytes] = dict(block_hashes or {})
-        self._cache: dict[AnchorProof, str | None] = {}
+        self._cache: dict[AnchorProof, str | None] = {}  # per anchoring: its failure or None
+        self._seals: dict[bytes, str | None] = {}  # per header: its seals' failure or None
 
     # constructors ------------------------------------------------------------------
     @classmethod
@@ -466,6 +472,7 @@ class Trust:
             self._hashes[header.number] = state.block_hash
         self._state = state
         self._cache.clear()
+        self._seals.clear()
 
     @property
     def height(self) -> int | None:
@@ -675,10 +682,21 @@ def _check_seals(a: AnchorProof, header: Header, trust: Trust) -> None:
             f"block {header.number} lists {len(listed)} validators other than the {len(validators)} "
             f"the trust holds at that height (the validator set changed? extend the trust)"
         )
+    # Per header (its bytes, seals included): several batches anchored in one block.
+    seals = trust._seals
     try:
-        verify_final_header(validators, header)
-    except LightClientError as exc:
-        raise VerificationFailed(exc.reason) from None
+        reason = seals[a.header]
+    except KeyError:
+        reason = None
+        try:
+            verify_final_header(validators, header)
+        except LightClientError as exc:
+            reason = exc.reason
+        if len(seals) >= trust.CACHE_LIMIT:
+            seals.clear()
+        seals[a.header] = reason
+    if reason is not None:
+        raise VerificationFailed(reason)
 
 
 # -- anchoring (flows, driven by Rpc or AsyncRpc) ------------------------------------------

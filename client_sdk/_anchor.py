@@ -830,24 +830,29 @@ def _anchor_flow(
     nonce = max(pending, signer.next_nonce)
     sent: list[_Sent] = []
     roots: set[bytes] = set()
-    gas: int | None = None
+    gas = 0
     sha = _sha256
-    # Send every batch first, then wait: the node seals them while we build the next tree.
+    # Every tree first, then every transaction at once: the node seals them in one or two
+    # blocks (sent one by one as their trees are ready, each took a block of its own, and
+    # the node's blocks, not our trees, were the slower part).
+    trees: list[tuple[list[bytes], list[list[bytes]], bytes, dict[str, Any]]] = []
     for chunk in _chunks(hashes, batch_size):
         for h in chunk:
             if len(h) != 32:
                 raise ClientError(f"a record hash is 32 bytes, got {len(h)}")
         levels = tree_levels([sha(b"\x00" + h).digest() for h in chunk])
         root = levels[-1][0]
-        tx: dict[str, Any] = {"from": signer.address, "to": contract.address,
-                              "data": contract.encode("anchor", root, len(chunk), meta)}
         if root in roots:
             raise Refused("Anchor: root already anchored (two batches of this call are the same records)")
         roots.add(root)
-        if gas is None:
-            # Once: every anchor() costs about the same. Before anything is sent, so a
-            # refusal (not enrolled, root anchored before) comes before any transaction.
-            gas = yield from _estimate_flow(tx)
+        tx: dict[str, Any] = {"from": signer.address, "to": contract.address,
+                              "data": contract.encode("anchor", root, len(chunk), meta)}
+        trees.append((chunk, levels, root, tx))
+    if trees:
+        # Once: every anchor() costs about the same. Before anything is sent, so a
+        # refusal (not enrolled, root anchored before) comes before any transaction.
+        gas = yield from _estimate_flow(trees[0][3])
+    for chunk, levels, root, tx in trees:
         signed = signer.account.sign_transaction({
             "to": contract.address, "data": tx["data"], "value": 0, "gas": gas,
             "gasPrice": gas_price, "nonce": nonce, "chainId": chain_id,
@@ -858,9 +863,11 @@ def _anchor_flow(
         sent.append(_Sent(chunk, levels, root, tx, tx_hash))
         if progress is not None:
             progress("sent", len(sent), total)
+    # While the node seals the last transactions: every leaf's audit path.
+    all_paths = [audit_paths(batch.levels) for batch in sent]
     out: list[AnchorReceipt] = []
     blocks: dict[int, _BlockProofs] = {}
-    for done, batch in enumerate(sent, 1):
+    for done, (batch, paths) in enumerate(zip(sent, all_paths, strict=True), 1):
         receipt = yield from wait_receipt_flow(batch.tx_hash, timeout=timeout, poll=poll)
         if int(receipt["status"], 16) != 1:
             reason = yield from _failure_reason_flow(batch, receipt)
@@ -883,7 +890,6 @@ def _anchor_flow(
             verify_final_header(decode_extra(header.extra_data).validators, header)
         except (VerificationFailed, LightClientError) as exc:
             raise ClientError(f"the node's block {number} does not prove the anchoring: {exc}") from exc
-        paths = audit_paths(batch.levels)
         out.extend(map(AnchorReceipt, batch.hashes, range(len(paths)), paths, repeat(anchor)))
         if progress is not None:
             progress("final", done, total)

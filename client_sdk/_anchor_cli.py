@@ -32,6 +32,7 @@ from client_sdk._anchor import (
     verify_receipt,
 )
 from client_sdk._errors import ClientError, Refused, VerificationFailed
+from client_sdk._ledger import Signer
 from client_sdk._rpc import DEFAULT_URL
 
 __all__ = ["add_anchor_commands"]
@@ -102,17 +103,17 @@ def _run_submit(args: argparse.Namespace) -> int:
             raise _BadArgument(f"two files are named {path.name} ({names[path.name]} and {path}): "
                                "their receipts would overwrite each other")
         names[path.name] = path
-    key = _key(args)
+    try:
+        signer = Signer.from_key(_key(args))
+    except ClientError as exc:
+        raise _BadArgument(str(exc)) from exc
     if not args.receipts.is_dir():
         try:
             args.receipts.mkdir(parents=True)
         except OSError as exc:
             raise _BadArgument(f"cannot create the receipts directory {args.receipts}: {exc.strerror}") from exc
     hashes = [_file_hash(path) for path in args.files]
-    try:
-        anchorer = Anchorer(args.rpc, key, batch_size=args.batch_size, meta=args.meta)
-    except ClientError as exc:
-        raise _BadArgument(str(exc)) from exc
+    anchorer = Anchorer(args.rpc, signer, batch_size=args.batch_size, meta=args.meta)
     bar = _ProgressBar(sys.stderr)
     try:
         with anchorer:

@@ -342,6 +342,9 @@ class Trust:
     extend the trust"), as does one sealed by anyone outside the set or by fewer than
     ceil(2n/3) of it. A malformed trust raises `VerificationFailed` too.
 
+    `registries` is the set of AnchorRegistry addresses whose logs count (the native
+    0x…1003 by default).
+
     A trust caches what it has verified per anchoring (header, seals, trie proofs), so
     the receipts of one batch cost one seal check (and the batches of one block one seal
     check in all); the caches are cleared by `extend`.
@@ -378,6 +381,9 @@ class Trust:
         self.chain_id = chain_id
         self.genesis_hash = genesis_hash
         self.source = source
+        # Whose Anchored logs count: the native registry; add a Solidity deployment's
+        # address here to accept receipts of it (a log of any other contract proves nothing).
+        self.registries: set[bytes] = {bytes.fromhex(ANCHOR_REGISTRY[2:])}
         self._segments = checked
         self._state = state
         self._hashes: dict[int, bytes] = dict(block_hashes or {})
@@ -554,6 +560,8 @@ def verify_receipt(receipt: AnchorReceipt, trust: Trust, *, record: bytes | None
         raise VerificationFailed(
             f"audit path: leaf {receipt.leaf_index} of {a.tree_size} does not fold to the root"
         )
+    if a.registry not in trust.registries:  # not cached: `registries` may change
+        raise VerificationFailed(f"registry: {_hex(a.registry)} is not an AnchorRegistry the trust accepts")
     cache = trust._cache
     try:
         reason = cache[a]

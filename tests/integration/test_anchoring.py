@@ -132,6 +132,10 @@ def test_trust_from_network_json_and_fail_closed(
     for trust, reason in cases:
         with pytest.raises(VerificationFailed, match=reason):
             verify_receipt(receipts[0], trust)
+    no_registry = Trust.from_network_json(network)
+    no_registry.registries = set()
+    with pytest.raises(VerificationFailed, match="not an AnchorRegistry the trust accepts"):
+        verify_receipt(receipts[0], no_registry)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"chainId": CHAIN_ID, "nodes": [{"validator": None}]}))
     with pytest.raises(VerificationFailed, match="names no validator"):

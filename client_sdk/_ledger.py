@@ -165,17 +165,18 @@ class Signer:
 
 
 def _reason_of_failed(tx: dict[str, Any], receipt: dict[str, Any]) -> Flow[str]:
-    """Replay a failed transaction as a call against the state after its block to learn
-    its revert reason (receipts carry none). A transaction that failed because an earlier
-    one in the same block used up what it needed (the double-dispense race) reverts the
-    same way there."""
+    """Replay a failed transaction as a call against the latest state to learn its revert
+    reason (receipts carry none; native chaincode keeps the head's state only). A
+    transaction that failed because one before it used up what it needed (the
+    double-dispense race) reverts the same way there."""
     try:
-        yield Call("eth_call", (tx, receipt["blockNumber"]))
+        yield Call("eth_call", (tx, "latest"))
     except Refused as refused:
         return refused.reason
     except RpcError as exc:
-        return f"reverted ({exc.message})"
-    return "reverted (the replay after its block succeeds: the state it needed changed)"
+        return f"reverted in block {int(receipt['blockNumber'], 16)} ({exc.message})"
+    return (f"reverted in block {int(receipt['blockNumber'], 16)}; a replay on the latest state "
+            "succeeds, so what it needed changed since")
 
 
 def send_flow(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import platform
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from chaincode_py.host import StaleChaincodeState
 from node import __version__
 from node.errors import NodeError
 from node.execution.executor import BlockEnv
@@ -21,6 +22,7 @@ from node.service import NodeService
 from node.types.headers import Header, decode_extra
 
 Method = Callable[[NodeService, list[Any]], Any]
+T = TypeVar("T")
 METHODS: dict[str, Method] = {}
 
 QUANTITY = re.compile(r"^0x(0|[1-9a-fA-F][0-9a-fA-F]*)$")
@@ -335,6 +337,24 @@ def _env(header: Header) -> BlockEnv:
     return BlockEnv(header.number + 1, header.timestamp, header.coinbase, header.gas_limit, header.mix_hash)
 
 
+def _at_head(node: NodeService, params: list[Any], header: Header, run: Callable[[Header], T]) -> T:
+    """Run a state query; when it was asked of the latest block and a new block became the
+    head during the call (native chaincode keeps the head's state only and refuses a call
+    that saw the head move), run it again on the new head rather than fail the client."""
+    tag = param(params, 1, "block", required=False, default="latest")
+    for _ in range(_HEAD_RETRIES):
+        try:
+            return run(header)
+        except StaleChaincodeState:
+            if tag not in ("latest", "pending", "safe", "finalized") or node.chain.head.number == header.number:
+                raise
+            header = node.chain.head
+    return run(header)
+
+
+_HEAD_RETRIES = 4
+
+
 @rpc("eth_call")
 def eth_call(node: NodeService, params: list[Any]) -> str:
     args = _call_args(node, param(params, 0, "transaction"))
@@ -342,7 +362,8 @@ def eth_call(node: NodeService, params: list[Any]) -> str:
     gas = args.pop("gas", None)
     if gas is not None and gas > header.gas_limit:
         raise InvalidParams(f"invalid argument transaction.gas: {gas} exceeds the block gas limit {header.gas_limit}")
-    result = node.chain.executor.call(header.state_root, _env(header), gas=gas, **args)
+    result = _at_head(node, params, header,
+                      lambda h: node.chain.executor.call(h.state_root, _env(h), gas=gas, **args))
     return d(result.output)
 
 
@@ -351,7 +372,8 @@ def eth_estimate_gas(node: NodeService, params: list[Any]) -> str:
     args = _call_args(node, param(params, 0, "transaction"))
     header = state_header(node, params, 1)
     cap = args.pop("gas", None) or header.gas_limit
-    return q(node.chain.executor.estimate_gas(header.state_root, _env(header), cap=cap, **args))
+    return q(_at_head(node, params, header, lambda h: node.chain.executor.estimate_gas(
+        h.state_root, _env(h), cap=cap, **args)))
 
 
 # -- logs ----------------------------------------------------------------------------------

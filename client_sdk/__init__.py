@@ -3,7 +3,8 @@
 Hospital systems issue FHIR MedicationRequests (only a salted commitment, a keyed patient
 pseudonym and the dispensing terms reach the ledger) and hand the patient a
 `PrescriptionToken`; pharmacies `verify` a presented token and `dispense`; regulators
-read the history. Every class has an asyncio twin (`AsyncHospital`, …) running the same
+read the history; any hospital system anchors record hashes with an `Anchorer` and checks
+the receipts offline with `verify_receipt`. Every class has an asyncio twin (`AsyncHospital`, …) running the same
 logic. Every error is a `ClientError` (see `client_sdk._errors` for the tree).
 
     from client_sdk import Hospital, Pharmacy
@@ -11,6 +12,15 @@ logic. Every error is a `ClientError` (see `client_sdk._errors` for the tree).
     check = Pharmacy("http://127.0.0.1:8545", pharmacist_key).verify(issued.token)
 """
 
+from client_sdk._anchor import (
+    Anchorer,
+    AnchorProof,
+    AnchorReceipt,
+    AsyncAnchorer,
+    Trust,
+    verify_receipt,
+    verify_receipts,
+)
 from client_sdk._commitment import (
     DEV_CONSORTIUM_KEY,
     canonical_bytes,
@@ -29,6 +39,7 @@ from client_sdk._errors import (
     VerificationFailed,
 )
 from client_sdk._fhir import ScheduleTable
+from client_sdk._merkle import leaf_hash, merkle_root
 from client_sdk._prescriptions import (
     AsyncHospital,
     AsyncPharmacy,
@@ -48,6 +59,10 @@ from client_sdk._token import PrescriptionToken, decode_token, generate_pharmacy
 
 __all__ = [
     "DEV_CONSORTIUM_KEY",
+    "AnchorProof",
+    "AnchorReceipt",
+    "Anchorer",
+    "AsyncAnchorer",
     "AsyncHospital",
     "AsyncPharmacy",
     "AsyncRegulator",
@@ -72,10 +87,15 @@ __all__ = [
     "ScheduleTable",
     "TokenCheck",
     "TransportError",
+    "Trust",
     "VerificationFailed",
     "canonical_bytes",
     "commitment",
     "decode_token",
     "generate_pharmacy_key",
+    "leaf_hash",
+    "merkle_root",
     "patient_pseudonym",
+    "verify_receipt",
+    "verify_receipts",
 ]

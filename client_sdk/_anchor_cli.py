@@ -262,24 +262,3 @@ def add_anchor_commands(
                         help="also check that F is the anchored record (once per receipt, in order)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
     verify.set_defaults(handler=_guarded(_run_verify))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m client_sdk._anchor_cli anchor …`: the same commands without the node's
-    CLI (until, and besides, `rxledger anchor` mounting them)."""
-    from typing import NoReturn
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> NoReturn:  # one line, exit 2, as node.cli
-            sys.stderr.write(f"rxledger: error: {message} (see --help)\n")
-            sys.exit(2)
-
-    parser = Parser(prog="rxledger")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    add_anchor_commands(commands, Parser)
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     from client_sdk._rx_cli import add_rx_commands
 
     add_rx_commands(commands, _Parser)
+    from client_sdk._anchor_cli import add_anchor_commands
+
+    add_anchor_commands(commands, _Parser)
 
     status = node_commands.add_parser("status", help="print a node's head, round, validators and peers")
     status.add_argument("--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL (default %(default)s)")

@@ -289,12 +289,8 @@ def _network_json(dev_node: DevNode, tmp_path: Path) -> Path:
 
 
 def _cli() -> list[str]:
-    """`rxledger` once node.cli mounts `anchor`, else the same commands standalone."""
-    probe = subprocess.run([sys.executable, "-m", "node.cli", "anchor", "--help"],
-                           capture_output=True, text=True)
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "node.cli"]
-    return [sys.executable, "-m", "client_sdk._anchor_cli"]
+    """The `rxledger` command line, as an installed console script runs it."""
+    return [sys.executable, "-m", "node.cli"]
 
 
 def test_cli_submit_then_verify(dev_node: DevNode, tmp_path: Path) -> None:

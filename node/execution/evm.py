@@ -10,7 +10,8 @@ and keep block bookkeeping ourselves.
   methods build execution contexts and compute a transaction's gas used.
 - `RxLedgerState`: Prague state whose computations route the reserved chaincode
   addresses to the chaincode session, and whose journal checkpoints the chaincode
-  session with the EVM's.
+  session with the EVM's. It also offers the few account operations the native fast
+  path (`node.execution.native`) applies directly, without py-evm's message machinery.
 - `PendingStateDB`: a py-evm database over our key-value store that reads through to
   disk and keeps every write in memory; the executor hands those writes to the block's
   single storage batch, so nothing of an unfinished block ever reaches disk.
@@ -22,9 +23,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from eth.abc import ComputationAPI
+from eth.constants import EMPTY_SHA3
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.exceptions import Revert
+from eth.rlp.accounts import Account
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
@@ -130,6 +133,33 @@ class RxLedgerState(PragueState):
         base, checkpoint = snapshot
         super().commit(base)
         self.chaincode_session.commit(checkpoint)
+
+    # -- account operations of the native fast path (node.execution.native) ----------------
+    # They go to py-evm's AccountDB with the same effect as its public methods (the account
+    # cache, then the journal), without re-validating 20-byte addresses on every call.
+    def account_nonce_balance(self, address: bytes) -> tuple[int, int]:
+        """The account's nonce and balance (0, 0 for an absent account)."""
+        account = self._account_db._get_account(address)  # type: ignore[attr-defined]
+        return account.nonce, account.balance
+
+    def set_nonce_balance(self, address: bytes, nonce: int, balance: int) -> None:
+        """Set an account's nonce and balance, keeping its storage and code."""
+        db = self._account_db
+        account = db._get_account(address)  # type: ignore[attr-defined]
+        if account.nonce != nonce or account.balance != balance:
+            db._set_account(address, Account(nonce, balance, account.storage_root,  # type: ignore[attr-defined]
+                                             account.code_hash))
+        else:  # the same value written again: what py-evm's set_balance does (a touch)
+            db._set_account(address, account)  # type: ignore[attr-defined]
+
+    def clear_if_empty(self, address: bytes) -> None:
+        """An account touched by a transaction, as EIP-161 leaves it: py-evm's executor
+        touches it (writes it, creating it if absent) and then deletes it if it exists and
+        is empty (nonce 0, balance 0, no code). Touched, an account always exists, so the
+        outcome is: deleted if empty, unchanged otherwise."""
+        account = self._account_db._get_account(address)  # type: ignore[attr-defined]
+        if account.nonce == 0 and account.balance == 0 and account.code_hash == EMPTY_SHA3:
+            self._account_db.delete_account(Address(address))
 
 
 _state_classes: dict[tuple[bytes, ...], type[RxLedgerState]] = {}

@@ -9,6 +9,11 @@ commits the block in one batch.
 With `skip_invalid=True` (block building) a transaction the state refuses (stale nonce,
 gas above what is left in the block) is left out and reported instead of failing the
 block; with `skip_invalid=False` (importing a block from elsewhere) it fails the block.
+
+A transaction to a chaincode address goes through the native fast path
+(`node.execution.native`), which applies it as py-evm would without py-evm's per-message
+machinery; `native_fast_path=False` sends every transaction through py-evm (the
+differential tests compare the two).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from node.execution.evm import (
     state_class_for,
     to_evm_transaction,
 )
+from node.execution.native import apply_native_transaction
 from node.storage.base import KeyValueStore
 from node.types.headers import EMPTY_TRIE_ROOT
 from node.types.receipts import Log, Receipt, logs_bloom, merge_blooms
@@ -80,6 +86,8 @@ class BlockExecution:
     writes: dict[bytes, bytes | None]
     skipped: list[tuple[SignedTransaction, str]] = field(default_factory=list)
     deferred: list[SignedTransaction] = field(default_factory=list)
+    # Per included transaction: its return data, or its revert data (not in receipts).
+    outputs: list[bytes] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +124,16 @@ class Executor:
         chain_id: int,
         canonical_hash: Callable[[int], bytes | None],
         chaincode: ChaincodeHost | None = None,
+        *,
+        native_fast_path: bool = True,
     ) -> None:
         self.store = store
         self.chain_id = chain_id
         self.canonical_hash = canonical_hash
         self.chaincode = chaincode or NoChaincode()
         self._state_class = state_class_for(self.chaincode.addresses())
+        # Transactions to these addresses take the native fast path (none when off).
+        self.native_addresses = frozenset(self.chaincode.addresses()) if native_fast_path else frozenset()
 
     # -- state -----------------------------------------------------------------------------
     def open_state(self, state_root: bytes, env: BlockEnv) -> tuple[RxLedgerState, PendingStateDB]:
@@ -194,11 +206,14 @@ class Executor:
             # Skipping py-evm here is most of the cost of syncing idle stretches of chain.
             return BlockExecution([], [], parent_state_root, 0, b"\x00" * 256, {})
         state, pending = self.open_state(parent_state_root, env)
+        session = None
         if self.chaincode.addresses():
-            state.chaincode_session = self.chaincode.open_session(
+            session = state.chaincode_session = self.chaincode.open_session(
                 self._chaincode_root(state), state.block_info)
+        native_addresses = self.native_addresses
         included: list[SignedTransaction] = []
         receipts: list[Receipt] = []
+        outputs: list[bytes] = []
         skipped: list[tuple[SignedTransaction, str]] = []
         deferred: list[SignedTransaction] = []
         gas_used = 0
@@ -210,6 +225,16 @@ class Executor:
                     )
                 deferred.append(stx)
                 continue
+            if session is not None and stx.tx.to in native_addresses:
+                outcome = apply_native_transaction(state, session, stx, self.chain_id, state.block_info)
+                if outcome is not None:
+                    gas_used += outcome.gas_used
+                    receipts.append(Receipt(stx.tx.type_id, 1 if outcome.success else 0, gas_used,
+                                            logs_bloom(outcome.logs), outcome.logs))
+                    outputs.append(outcome.output)
+                    included.append(stx)
+                    continue
+                # else: one py-evm must judge (an invalid nonce, balance, gas, chain id)
             evm_tx = to_evm_transaction(stx)
             state.lock_changes()
             snapshot = state.snapshot()
@@ -227,6 +252,7 @@ class Executor:
             receipts.append(
                 Receipt(stx.tx.type_id, 0 if computation.is_error else 1, gas_used, logs_bloom(logs), logs)
             )
+            outputs.append(bytes(computation.output))
             included.append(stx)
         writes: dict[bytes, bytes | None] = {}
         if state.chaincode_session is not None:
@@ -237,7 +263,7 @@ class Executor:
         writes.update(pending.writes())
         return BlockExecution(
             included, receipts, state.state_root, gas_used,
-            merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred,
+            merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred, outputs,
         )
 
     @staticmethod

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from eth.abc import ComputationAPI
+from eth.abc import ComputationAPI, SignedTransactionAPI
 from eth.constants import EMPTY_SHA3
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
@@ -113,6 +113,12 @@ class RxLedgerState(PragueState):
     computation_class = RxLedgerComputation
     chaincode_session: ChaincodeSession | None = None
     block_info: BlockInfo
+    # Accounts `clear_if_empty` deleted with nothing written to them since (see there).
+    _cleared: frozenset[bytes] | set[bytes] = frozenset()
+
+    def apply_transaction(self, transaction: SignedTransactionAPI) -> ComputationAPI:
+        self._cleared = frozenset()  # py-evm may write any account
+        return super().apply_transaction(transaction)
 
     def snapshot(self) -> Any:
         base = super().snapshot()
@@ -144,6 +150,8 @@ class RxLedgerState(PragueState):
 
     def set_nonce_balance(self, address: bytes, nonce: int, balance: int) -> None:
         """Set an account's nonce and balance, keeping its storage and code."""
+        if address in self._cleared:
+            self._cleared.discard(address)  # type: ignore[union-attr]
         db = self._account_db
         account = db._get_account(address)  # type: ignore[attr-defined]
         if account.nonce != nonce or account.balance != balance:
@@ -156,10 +164,17 @@ class RxLedgerState(PragueState):
         """An account touched by a transaction, as EIP-161 leaves it: py-evm's executor
         touches it (writes it, creating it if absent) and then deletes it if it exists and
         is empty (nonce 0, balance 0, no code). Touched, an account always exists, so the
-        outcome is: deleted if empty, unchanged otherwise."""
+        outcome is: deleted if empty, unchanged otherwise. Deleting again an account this
+        method deleted, with no write to it since, changes nothing: skipped (the coinbase
+        of our zero-fee blocks has no account, and is touched by every transaction)."""
+        if address in self._cleared:
+            return
         account = self._account_db._get_account(address)  # type: ignore[attr-defined]
         if account.nonce == 0 and account.balance == 0 and account.code_hash == EMPTY_SHA3:
             self._account_db.delete_account(Address(address))
+            if not isinstance(self._cleared, set):
+                self._cleared = set()
+            self._cleared.add(address)
 
 
 _state_classes: dict[tuple[bytes, ...], type[RxLedgerState]] = {}

@@ -9,6 +9,7 @@ import rlp
 
 from node.crypto import keccak256
 from node.errors import InvalidBlock
+from node.types._rlp import rlp_bytes, rlp_list
 from node.types.headers import EMPTY_TRIE_ROOT, Header, block_hash, decode_header, encode_header
 from node.types.transactions import SignedTransaction, decode_transaction
 
@@ -48,23 +49,6 @@ def _nibbles(key: bytes) -> bytes:
     return bytes(n for byte in key for n in (byte >> 4, byte & 0x0F))
 
 
-def _rlp_length(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes([offset + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([offset + 55 + len(size)]) + size
-
-
-def _rlp_bytes(value: bytes) -> bytes:
-    if len(value) == 1 and value[0] < 0x80:
-        return value
-    return _rlp_length(len(value), 0x80) + value
-
-
-def _rlp_list(body: bytes) -> bytes:
-    return _rlp_length(len(body), 0xC0) + body
-
-
 def _hex_prefix(nibbles: bytes, leaf: bool) -> bytes:
     flag = 2 if leaf else 0
     if len(nibbles) % 2:
@@ -84,7 +68,7 @@ def _trie_node(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
     `depth` nibbles)."""
     if len(entries) == 1:
         path, value = entries[0]
-        return _rlp_list(_rlp_bytes(_hex_prefix(path[depth:], True)) + _rlp_bytes(value))
+        return rlp_list(rlp_bytes(_hex_prefix(path[depth:], True)) + rlp_bytes(value))
     first, last = entries[0][0], entries[-1][0]
     common = depth  # sorted: the first and last keys share what all keys share
     limit = min(len(first), len(last))
@@ -92,12 +76,12 @@ def _trie_node(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
         common += 1
     if common > depth:
         child = _trie_node(entries, common)
-        return _rlp_list(_rlp_bytes(_hex_prefix(first[depth:common], False)) + _reference(child))
+        return rlp_list(rlp_bytes(_hex_prefix(first[depth:common], False)) + _reference(child))
     slots: list[bytes] = []
     value = b"\x80"
     start = 0
     if len(first) == depth:  # a key ending here keeps its value in the branch
-        value = _rlp_bytes(entries[0][1])
+        value = rlp_bytes(entries[0][1])
         start = 1
     for nibble in range(16):
         end = start
@@ -105,7 +89,7 @@ def _trie_node(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
             end += 1
         slots.append(_reference(_trie_node(entries[start:end], depth + 1)) if end > start else b"\x80")
         start = end
-    return _rlp_list(b"".join(slots) + value)
+    return rlp_list(b"".join(slots) + value)
 
 
 def encode_body(transactions: Sequence[SignedTransaction]) -> bytes:

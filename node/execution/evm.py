@@ -120,6 +120,27 @@ class RxLedgerState(PragueState):
         self._cleared = frozenset()  # py-evm may write any account
         return super().apply_transaction(transaction)
 
+    def set_system_contracts(self) -> None:
+        """Nothing. Cancun and Prague's states, when opened, re-set the code of the beacon
+        roots and history contracts where that code is already there (a no-op on the
+        state), after reading both accounts: two trie walks per state opened (every block,
+        call and nonce lookup) for nothing. Our chains have neither contract."""
+
+    # -- accounts known at a state root, carried from one block to the next ------------------
+    def known_accounts(self) -> dict[bytes, Any]:
+        """The accounts this state has decoded, as they are now, except those whose storage
+        it opened (their storage root changes when the state is persisted). Call before
+        `persist` (which empties the cache): after it, they are the accounts at the new root."""
+        db = self._account_db
+        opened = db._account_stores  # type: ignore[attr-defined]
+        return {a: account for a, account in db._account_cache.items()  # type: ignore[attr-defined]
+                if a not in opened}
+
+    def prefill_accounts(self, accounts: dict[bytes, Any]) -> None:
+        """Seed the account cache with `accounts`, which must be the accounts at this
+        state's root (from `known_accounts` of the state that made the root)."""
+        self._account_db._account_cache.update(accounts)  # type: ignore[attr-defined]
+
     def snapshot(self) -> Any:
         base = super().snapshot()
         if self.chaincode_session is None:

@@ -134,6 +134,12 @@ class Executor:
         self._state_class = state_class_for(self.chaincode.addresses())
         # Transactions to these addresses take the native fast path (none when off).
         self.native_addresses = frozenset(self.chaincode.addresses()) if native_fast_path else frozenset()
+        # The accounts the last executed block read or wrote, as they are at its state
+        # root: the next block (built on that root) and nonce lookups start from them
+        # instead of walking the trie again. Replaced whole, never mutated (threads read it).
+        self._known_accounts: tuple[bytes, dict[bytes, Any]] = (b"", {})
+        # The chaincode commitment (slot 0 of 0x…1000) at the last executed block's root.
+        self._known_commitment: tuple[bytes, bytes] = (b"", b"")
 
     # -- state -----------------------------------------------------------------------------
     def open_state(self, state_root: bytes, env: BlockEnv) -> tuple[RxLedgerState, PendingStateDB]:
@@ -153,6 +159,9 @@ class Executor:
         )
         state = self._state_class(new_atomic_db(pending), context, Hash32(state_root))
         state.block_info = BlockInfo(env.number, env.timestamp, env.coinbase, self.chain_id)
+        known_root, accounts = self._known_accounts
+        if known_root == state_root:
+            state.prefill_accounts(accounts)
         return state, pending
 
     def read_state(self, state_root: bytes) -> RxLedgerState:
@@ -160,11 +169,19 @@ class Executor:
         env = BlockEnv(0, 0, ZERO_ADDRESS, 0, b"\x00" * 32)
         return self.open_state(state_root, env)[0]
 
+    def read_accounts(self, state_root: bytes) -> AccountDB:
+        """py-evm's account database at `state_root`, for reads (no EVM state around it)."""
+        return AccountDB(new_atomic_db(PendingStateDB(self.store)), Hash32(state_root))
+
     def get_nonce(self, state_root: bytes, address: bytes) -> int:
-        return self.read_state(state_root).get_nonce(Address(address))
+        known_root, accounts = self._known_accounts
+        account = accounts.get(address) if known_root == state_root else None
+        if account is not None:
+            return int(account.nonce)
+        return self.read_accounts(state_root).get_nonce(Address(address))
 
     def get_balance(self, state_root: bytes, address: bytes) -> int:
-        return self.read_state(state_root).get_balance(Address(address))
+        return self.read_accounts(state_root).get_balance(Address(address))
 
     def get_code(self, state_root: bytes, address: bytes) -> bytes:
         return bytes(self.read_state(state_root).get_code(Address(address)))
@@ -208,8 +225,11 @@ class Executor:
         state, pending = self.open_state(parent_state_root, env)
         session = None
         if self.chaincode.addresses():
+            known_root, known_commitment = self._known_commitment
+            parent_commitment = (known_commitment if known_root == parent_state_root
+                                 else self._chaincode_root(state))
             session = state.chaincode_session = self.chaincode.open_session(
-                self._chaincode_root(state), state.block_info)
+                parent_commitment, state.block_info)
         native_addresses = self.native_addresses
         included: list[SignedTransaction] = []
         receipts: list[Receipt] = []
@@ -259,12 +279,21 @@ class Executor:
             chaincode_writes, commitment = state.chaincode_session.finish()
             writes.update(chaincode_writes)
             self._commit_chaincode_root(state, commitment)
+        accounts = state.known_accounts()
         state.persist()
+        self._remember(state.state_root, accounts,
+                       commitment if state.chaincode_session is not None else None)
         writes.update(pending.writes())
         return BlockExecution(
             included, receipts, state.state_root, gas_used,
             merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred, outputs,
         )
+
+    def _remember(self, state_root: bytes, accounts: dict[bytes, Any], commitment: bytes | None) -> None:
+        """What the next block on `state_root` need not read from the trie again."""
+        self._known_accounts = (state_root, accounts)
+        if commitment is not None:
+            self._known_commitment = (state_root, commitment)
 
     @staticmethod
     def _chaincode_root(state: RxLedgerState) -> bytes:

@@ -110,8 +110,9 @@ def open_chain(*, fast: bool) -> Chain:
         for key, value in base_store():
             batch.put(key, value)
     chain = Chain(store, genesis())
-    if not fast:
+    if not fast:  # py-evm as before: no fast path, nothing carried from one block to the next
         chain.executor.native_addresses = frozenset()
+        chain.executor._remember = lambda root, accounts, commitment: None  # type: ignore[method-assign]
     else:  # count the transactions py-evm applies on the fast chain
         executor: Any = chain.executor
         base_class = executor._state_class

@@ -184,10 +184,10 @@ class Executor:
         return self.read_accounts(state_root).get_balance(Address(address))
 
     def get_code(self, state_root: bytes, address: bytes) -> bytes:
-        return bytes(self.read_state(state_root).get_code(Address(address)))
+        return bytes(self.read_accounts(state_root).get_code(Address(address)))
 
     def get_storage(self, state_root: bytes, address: bytes, slot: int) -> int:
-        return self.read_state(state_root).get_storage(Address(address), slot)
+        return self.read_accounts(state_root).get_storage(Address(address), slot)
 
     def genesis_state(
         self, balances: Sequence[tuple[bytes, int]], chaincode_commitment: bytes = b"\x00" * 32,

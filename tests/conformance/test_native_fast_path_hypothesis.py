@@ -16,8 +16,10 @@ sent to a non-payable function, garbage calldata), gas from plenty down to below
 intrinsic gas and the calldata floor (out of gas inside the chaincode), wrong nonces,
 values above the balance, non-zero gas prices (legacy and EIP-1559, so fees and refunds
 move balances), and EVM transactions in the same blocks: transfers (to accounts, to the
-coinbase, to new addresses) and calls through an EVM proxy contract into the chaincode
-(py-evm's precompile path). Proposers vary: an account with no state, a funded account,
+coinbase, to new addresses), calls through an EVM proxy contract into the chaincode
+(py-evm's precompile path) and calls of an EVM counter that writes storage. The reference
+chain also keeps nothing from one block to the next (the executor's carried accounts and
+chaincode commitment), so those are checked too. Proposers vary: an account with no state, a funded account,
 a sender, and an account that exists empty (EIP-161 deletes it when touched).
 """
 
@@ -54,7 +56,15 @@ PRESCRIBER, REVIEWER, PHARMACIST = 1, 2, 3
 # An EVM contract that forwards its calldata to the PrescriptionRegistry (CALL with all
 # gas) and returns what it got back: EVM -> chaincode through py-evm's precompile entry.
 PROXY_RUNTIME = bytes.fromhex("365f5f375f5f365f5f611001" + "5af13d5f5f3e3d5ff3")
-PROXY_INIT = bytes([0x60, len(PROXY_RUNTIME), 0x60, 0x0A, 0x5F, 0x39, 0x60, len(PROXY_RUNTIME), 0x5F, 0xF3])
+# An EVM counter: slot 0 += 1 on every call (EVM storage written between native blocks).
+COUNTER_RUNTIME = bytes.fromhex("5f546001015f5500")  # PUSH0 SLOAD PUSH1 1 ADD PUSH0 SSTORE STOP
+
+
+def init_code(runtime: bytes) -> bytes:
+    """Init code returning `runtime` (CODECOPY of what follows these 10 bytes)."""
+    return bytes([0x60, len(runtime), 0x60, 0x0A, 0x5F, 0x39, 0x60, len(runtime), 0x5F, 0xF3]) + runtime
+
+
 CHAIN_ID = dev_genesis().chain_id
 NATIVE = (PRESCRIPTION_REGISTRY, GOVERNANCE, ANCHOR_REGISTRY)
 STATS: Counter[str] = Counter()  # what the examples covered (printed with pytest -s)
@@ -90,11 +100,12 @@ def genesis() -> GenesisConfig:
 
 @lru_cache(maxsize=1)
 def base_store() -> tuple[tuple[bytes, bytes], ...]:
-    """Genesis plus the proxy contract (deployed by account 9, nonce 0)."""
+    """Genesis plus the proxy and counter contracts (deployed by account 9, nonces 0, 1)."""
     chain = Chain(MemoryStore(), genesis())
-    deploy = sign(KEYS[9], nonce=0, to=b"", data=PROXY_INIT + PROXY_RUNTIME, gas=200_000)
-    block, execution = chain.build_block([deploy], timestamp=START, proposer=UNTOUCHED)
-    assert execution.receipts[0].status == 1
+    deploys = [sign(KEYS[9], nonce=0, to=b"", data=init_code(PROXY_RUNTIME), gas=200_000),
+               sign(KEYS[9], nonce=1, to=b"", data=init_code(COUNTER_RUNTIME), gas=200_000)]
+    block, execution = chain.build_block(deploys, timestamp=START, proposer=UNTOUCHED)
+    assert [r.status for r in execution.receipts] == [1, 1]
     chain.commit_block(chain.seal(block, []), execution)
     return tuple(chain.store.iterate())
 
@@ -102,6 +113,10 @@ def base_store() -> tuple[tuple[bytes, bytes], ...]:
 def proxy_address() -> bytes:
     # CREATE address of account 9's first transaction: keccak(rlp([sender, 0]))[12:]
     return keccak256(bytes([0xD6, 0x94]) + ADDRESSES[9] + b"\x80")[12:]
+
+
+def counter_address() -> bytes:
+    return keccak256(bytes([0xD6, 0x94]) + ADDRESSES[9] + b"\x01")[12:]
 
 
 def open_chain(*, fast: bool) -> Chain:
@@ -215,7 +230,7 @@ def anchor(i: int) -> bytes:
 @st.composite
 def tx_specs(draw: st.DrawFn, now: int) -> TxSpec:
     kind = draw(st.sampled_from(("issue", "review", "dispense", "view", "anchor", "role", "garbage",
-                                 "transfer", "proxy")))
+                                 "transfer", "proxy", "counter")))
     rx = draw(st.integers(0, len(RX_IDS) - 1))
     sender = {"issue": PRESCRIBER, "review": REVIEWER, "dispense": PHARMACIST}.get(kind, draw(st.integers(0, 10)))
     if draw(st.integers(0, 5)) == 0:
@@ -240,6 +255,8 @@ def tx_specs(draw: st.DrawFn, now: int) -> TxSpec:
         to = draw(st.sampled_from((ADDRESSES[5], UNTOUCHED, EMPTY_ACCOUNT, ADDRESSES[4], b"\x77" * 20)))
     elif kind == "proxy":
         to, data = proxy_address(), get_prescription(rx)
+    elif kind == "counter":
+        to = counter_address()
     gas = draw(st.one_of(st.just(500_000), st.just(300_000), st.integers(20_000, 200_000)))
     value = draw(st.sampled_from((0, 0, 0, 0, 1, 10**18, FUNDS * 2)))
     if kind == "transfer" and value == 0 and draw(st.booleans()):
@@ -336,8 +353,14 @@ def test_evm_and_native_transactions_mixed_in_one_block() -> None:
         TxSpec(6, UNTOUCHED, value=0),
         TxSpec(PHARMACIST, PRESCRIPTION_REGISTRY, dispense(0)),
         TxSpec(7, ANCHOR_REGISTRY, anchor(0)),
+        TxSpec(8, counter_address()),
     ], proposer=EMPTY_ACCOUNT)
-    assert [r.status for r, _ in results] == [1] * 7
+    assert [r.status for r, _ in results] == [1] * 8
+    (receipt, _), = pair.block([TxSpec(PRESCRIBER, PRESCRIPTION_REGISTRY, issue(1, now))])
+    assert receipt.status == 1
+    (receipt, _), = pair.block([TxSpec(8, counter_address())])
+    assert receipt.status == 1
+    assert pair.fast.executor.get_storage(pair.fast.head.state_root, counter_address(), 0) == 2
 
 
 def test_the_empty_coinbase_account_is_deleted_when_touched() -> None:

@@ -19,10 +19,13 @@ _IDLE = ("Condition.wait", "Event.wait", "Queue.get", "EpollSelector.select", "T
 # Where a sample's time goes, by the first marker found in its stack (in this order).
 CATEGORIES = (
     ("producer: validator-set walk (Chain.next_validators)", "Chain.next_validators"),
+    ("producer: native fast path (apply_native_transaction)", "apply_native_transaction"),
     ("producer: EVM execution (apply_transaction)", "apply_transaction"),
     ("producer: state root + trie persist", "BaseState.persist"),
     ("producer: tx/receipt roots", "ordered_trie_root"),
     ("producer: commit (LevelDB batch, listeners, pool prune)", "Chain.commit_block"),
+    ("producer: other block building (header, tally, session)", "Chain.build_block"),
+    ("producer: QBFT proposal and messages (dev chain)", "QbftNode."),
     ("producer: txpool.pending (state nonces)", "TxPool.pending"),
     ("producer: other", "DevProducer"),
     ("RPC sendRaw: decode + sender recovery", "decode_transaction"),

@@ -214,6 +214,88 @@ def _to_python(type_str: str, value: Any) -> Any:
     return value
 
 
+# -- static words without eth_abi's object layer -------------------------------------------
+# The lifecycle's arguments and events are all one-word static types (bytes32, uintN,
+# address, bool). eth_abi encodes and decodes them through several layers of encoder
+# objects (a third of a native transaction's time); these do the same word by word. A
+# value they do not expect (another Python type, out of range) goes to eth_abi, which
+# encodes it or raises exactly as before. tests/unit/chaincode/test_chaincode_api.py
+# compares them with eth_abi.
+_ONE32 = b"\x00" * 31 + b"\x01"
+_ZERO12 = b"\x00" * 12
+
+
+def _word_encoder(type_str: str) -> Callable[[Any], bytes] | None:
+    """Encoder of one static one-word type (None for other types)."""
+    slow = _encoder(type_str)
+    if type_str == "bytes32":
+        def encode_bytes32(value: Any) -> bytes:
+            if type(value) is bytes and len(value) == 32:
+                return value
+            return bytes(slow(value))
+        return encode_bytes32
+    if type_str.startswith("uint") and type_str[4:].isdigit():
+        limit = 1 << int(type_str[4:])
+
+        def encode_uint(value: Any) -> bytes:
+            if type(value) is int and 0 <= value < limit:
+                return value.to_bytes(32, "big")
+            return bytes(slow(value))
+        return encode_uint
+    if type_str == "address":
+        def encode_address(value: Any) -> bytes:
+            if type(value) is bytes and len(value) == 20:
+                return _ZERO12 + value
+            return bytes(slow(value))
+        return encode_address
+    if type_str == "bool":
+        def encode_bool(value: Any) -> bytes:
+            if value is True:
+                return _ONE32
+            if value is False:
+                return ZERO32
+            return bytes(slow(value))
+        return encode_bool
+    return None
+
+
+def _word_decoder(type_str: str) -> Callable[[bytes], Any] | None:
+    """Strict decoder of one 32-byte word of a static one-word type, as eth_abi's strict
+    decoder (a word that does not fit the type: `Revert(b"")`); None for other types."""
+    if type_str == "bytes32":
+        return bytes
+    if type_str.startswith("uint") and type_str[4:].isdigit():
+        pad = 32 - int(type_str[4:]) // 8
+        zeros = b"\x00" * pad
+
+        def decode_uint(word: bytes) -> int:
+            if word[:pad] != zeros:
+                raise Revert(b"")
+            return int.from_bytes(word, "big")
+        return decode_uint
+    if type_str == "address":
+        def decode_address(word: bytes) -> bytes:
+            if word[:12] != _ZERO12:
+                raise Revert(b"")
+            return word[12:]
+        return decode_address
+    if type_str == "bool":
+        def decode_bool(word: bytes) -> bool:
+            if word == _ONE32:
+                return True
+            if word == ZERO32:
+                return False
+            raise Revert(b"")
+        return decode_bool
+    return None
+
+
+def _word_codecs(types: Sequence[str], make: Callable[[str], Any]) -> tuple[Any, ...] | None:
+    """Per-type word codecs, or None unless every type has one."""
+    codecs = tuple(make(t) for t in types)
+    return None if any(c is None for c in codecs) else codecs
+
+
 @dataclass(frozen=True)
 class AbiFunction:
     """One function of a chaincode's ABI, with its decoder and the method implementing it."""
@@ -228,6 +310,8 @@ class AbiFunction:
     head_size: int
     decoder: Any
     encoder: Any
+    word_decoders: tuple[Callable[[bytes], Any], ...] | None = None  # all inputs one-word static
+    word_encoders: tuple[Callable[[Any], bytes], ...] | None = None  # all outputs one-word static
 
     @property
     def static(self) -> bool:
@@ -238,6 +322,8 @@ class AbiFunction:
         Solidity's decoder does for short or ill-fitting data."""
         if len(data) < self.head_size:
             raise Revert(b"")
+        if self.word_decoders is not None:
+            return [decode(data[32 * i:32 * i + 32]) for i, decode in enumerate(self.word_decoders)]
         try:
             values = self.decoder(ContextFramesBytesIO(data))  # type: ignore[no-untyped-call]
         except DecodingError:
@@ -248,6 +334,8 @@ class AbiFunction:
         if not self.outputs:
             return b""
         values = (result,) if len(self.outputs) == 1 else tuple(result)
+        if self.word_encoders is not None and len(values) == len(self.word_encoders):
+            return b"".join(encode(v) for encode, v in zip(self.word_encoders, values, strict=True))
         return bytes(self.encoder(values))
 
 
@@ -292,8 +380,8 @@ class EventDef:
                 topics.append(keccak256(raw) if type_str in ("bytes", "string")
                               else keccak256(abi_encode([type_str], [value])))
             else:
-                topics.append(bytes(_encoder(type_str)(value)))
-        data = bytes(_tuple_encoder(self.data_types)(tuple(data_values))) if self.data_types else b""
+                topics.append(_topic_word(type_str, value))
+        data = _encode_data(self.data_types, data_values) if self.data_types else b""
         return Log(address, tuple(topics), data)
 
 
@@ -307,6 +395,32 @@ def _encoder(type_str: str) -> Any:
     if enc is None:
         enc = _encoders[type_str] = abi_registry.get_encoder(type_str)
     return enc
+
+
+_topic_encoders: dict[str, Callable[[Any], bytes]] = {}
+
+
+def _topic_word(type_str: str, value: Any) -> bytes:
+    """The topic of an indexed static value: its ABI word."""
+    encode = _topic_encoders.get(type_str)
+    if encode is None:
+        slow = _encoder(type_str)
+        encode = _topic_encoders[type_str] = _word_encoder(type_str) or (lambda v: bytes(slow(v)))
+    return encode(value)
+
+
+_data_word_encoders: dict[tuple[str, ...], tuple[Callable[[Any], bytes], ...] | None] = {}
+
+
+def _encode_data(types: tuple[str, ...], values: list[Any]) -> bytes:
+    """abi.encode(values) of an event's data: word by word when every type is a one-word
+    static type (the encoding is then the words in order), else eth_abi's."""
+    if types not in _data_word_encoders:
+        _data_word_encoders[types] = _word_codecs(types, _word_encoder)
+    encoders = _data_word_encoders[types]
+    if encoders is None or len(values) != len(encoders):
+        return bytes(_tuple_encoder(types)(tuple(values)))
+    return b"".join(encode(v) for encode, v in zip(encoders, values, strict=True))
 
 
 def _tuple_encoder(types: tuple[str, ...]) -> Any:
@@ -350,6 +464,8 @@ def _functions_of(cls: type, entries: Sequence[Mapping[str, Any]]) -> dict[bytes
             head_size=32 * sum(_head_words(t) for t in inputs),
             decoder=abi_registry.get_tuple_decoder(*inputs, strict=True),
             encoder=abi_registry.get_tuple_encoder(*(abi_type(o) for o in entry["outputs"])),
+            word_decoders=_word_codecs(inputs, _word_decoder),
+            word_encoders=_word_codecs(tuple(abi_type(o) for o in entry["outputs"]), _word_encoder),
         )
     extra = [m for m in marked if m not in used]
     if extra:

@@ -10,7 +10,8 @@ and keep block bookkeeping ourselves.
   methods build execution contexts and compute a transaction's gas used.
 - `RxLedgerState`: Prague state whose computations route the reserved chaincode
   addresses to the chaincode session, and whose journal checkpoints the chaincode
-  session with the EVM's.
+  session with the EVM's. It also offers the few account operations the native fast
+  path (`node.execution.native`) applies directly, without py-evm's message machinery.
 - `PendingStateDB`: a py-evm database over our key-value store that reads through to
   disk and keeps every write in memory; the executor hands those writes to the block's
   single storage batch, so nothing of an unfinished block ever reaches disk.
@@ -21,10 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from eth.abc import ComputationAPI
+from eth.abc import ComputationAPI, SignedTransactionAPI
+from eth.constants import EMPTY_SHA3
 from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.exceptions import Revert
+from eth.rlp.accounts import Account
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
@@ -110,6 +113,33 @@ class RxLedgerState(PragueState):
     computation_class = RxLedgerComputation
     chaincode_session: ChaincodeSession | None = None
     block_info: BlockInfo
+    # Accounts `clear_if_empty` deleted with nothing written to them since (see there).
+    _cleared: frozenset[bytes] | set[bytes] = frozenset()
+
+    def apply_transaction(self, transaction: SignedTransactionAPI) -> ComputationAPI:
+        self._cleared = frozenset()  # py-evm may write any account
+        return super().apply_transaction(transaction)
+
+    def set_system_contracts(self) -> None:
+        """Nothing. Cancun and Prague's states, when opened, re-set the code of the beacon
+        roots and history contracts where that code is already there (a no-op on the
+        state), after reading both accounts: two trie walks per state opened (every block,
+        call and nonce lookup) for nothing. Our chains have neither contract."""
+
+    # -- accounts known at a state root, carried from one block to the next ------------------
+    def known_accounts(self) -> dict[bytes, Any]:
+        """The accounts this state has decoded, as they are now, except those whose storage
+        it opened (their storage root changes when the state is persisted). Call before
+        `persist` (which empties the cache): after it, they are the accounts at the new root."""
+        db = self._account_db
+        opened = db._account_stores  # type: ignore[attr-defined]
+        return {a: account for a, account in db._account_cache.items()  # type: ignore[attr-defined]
+                if a not in opened}
+
+    def prefill_accounts(self, accounts: dict[bytes, Any]) -> None:
+        """Seed the account cache with `accounts`, which must be the accounts at this
+        state's root (from `known_accounts` of the state that made the root)."""
+        self._account_db._account_cache.update(accounts)  # type: ignore[attr-defined]
 
     def snapshot(self) -> Any:
         base = super().snapshot()
@@ -130,6 +160,42 @@ class RxLedgerState(PragueState):
         base, checkpoint = snapshot
         super().commit(base)
         self.chaincode_session.commit(checkpoint)
+
+    # -- account operations of the native fast path (node.execution.native) ----------------
+    # They go to py-evm's AccountDB with the same effect as its public methods (the account
+    # cache, then the journal), without re-validating 20-byte addresses on every call.
+    def account_nonce_balance(self, address: bytes) -> tuple[int, int]:
+        """The account's nonce and balance (0, 0 for an absent account)."""
+        account = self._account_db._get_account(address)  # type: ignore[attr-defined]
+        return account.nonce, account.balance
+
+    def set_nonce_balance(self, address: bytes, nonce: int, balance: int) -> None:
+        """Set an account's nonce and balance, keeping its storage and code."""
+        if address in self._cleared:
+            self._cleared.discard(address)  # type: ignore[union-attr]
+        db = self._account_db
+        account = db._get_account(address)  # type: ignore[attr-defined]
+        if account.nonce != nonce or account.balance != balance:
+            db._set_account(address, Account(nonce, balance, account.storage_root,  # type: ignore[attr-defined]
+                                             account.code_hash))
+        else:  # the same value written again: what py-evm's set_balance does (a touch)
+            db._set_account(address, account)  # type: ignore[attr-defined]
+
+    def clear_if_empty(self, address: bytes) -> None:
+        """An account touched by a transaction, as EIP-161 leaves it: py-evm's executor
+        touches it (writes it, creating it if absent) and then deletes it if it exists and
+        is empty (nonce 0, balance 0, no code). Touched, an account always exists, so the
+        outcome is: deleted if empty, unchanged otherwise. Deleting again an account this
+        method deleted, with no write to it since, changes nothing: skipped (the coinbase
+        of our zero-fee blocks has no account, and is touched by every transaction)."""
+        if address in self._cleared:
+            return
+        account = self._account_db._get_account(address)  # type: ignore[attr-defined]
+        if account.nonce == 0 and account.balance == 0 and account.code_hash == EMPTY_SHA3:
+            self._account_db.delete_account(Address(address))
+            if not isinstance(self._cleared, set):
+                self._cleared = set()
+            self._cleared.add(address)
 
 
 _state_classes: dict[tuple[bytes, ...], type[RxLedgerState]] = {}

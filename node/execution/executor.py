@@ -9,6 +9,11 @@ commits the block in one batch.
 With `skip_invalid=True` (block building) a transaction the state refuses (stale nonce,
 gas above what is left in the block) is left out and reported instead of failing the
 block; with `skip_invalid=False` (importing a block from elsewhere) it fails the block.
+
+A transaction to a chaincode address goes through the native fast path
+(`node.execution.native`), which applies it as py-evm would without py-evm's per-message
+machinery; `native_fast_path=False` sends every transaction through py-evm (the
+differential tests compare the two).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from node.execution.evm import (
     state_class_for,
     to_evm_transaction,
 )
+from node.execution.native import apply_native_transaction
 from node.storage.base import KeyValueStore
 from node.types.headers import EMPTY_TRIE_ROOT
 from node.types.receipts import Log, Receipt, logs_bloom, merge_blooms
@@ -80,6 +86,8 @@ class BlockExecution:
     writes: dict[bytes, bytes | None]
     skipped: list[tuple[SignedTransaction, str]] = field(default_factory=list)
     deferred: list[SignedTransaction] = field(default_factory=list)
+    # Per included transaction: its return data, or its revert data (not in receipts).
+    outputs: list[bytes] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +124,22 @@ class Executor:
         chain_id: int,
         canonical_hash: Callable[[int], bytes | None],
         chaincode: ChaincodeHost | None = None,
+        *,
+        native_fast_path: bool = True,
     ) -> None:
         self.store = store
         self.chain_id = chain_id
         self.canonical_hash = canonical_hash
         self.chaincode = chaincode or NoChaincode()
         self._state_class = state_class_for(self.chaincode.addresses())
+        # Transactions to these addresses take the native fast path (none when off).
+        self.native_addresses = frozenset(self.chaincode.addresses()) if native_fast_path else frozenset()
+        # The accounts the last executed block read or wrote, as they are at its state
+        # root: the next block (built on that root) and nonce lookups start from them
+        # instead of walking the trie again. Replaced whole, never mutated (threads read it).
+        self._known_accounts: tuple[bytes, dict[bytes, Any]] = (b"", {})
+        # The chaincode commitment (slot 0 of 0x…1000) at the last executed block's root.
+        self._known_commitment: tuple[bytes, bytes] = (b"", b"")
 
     # -- state -----------------------------------------------------------------------------
     def open_state(self, state_root: bytes, env: BlockEnv) -> tuple[RxLedgerState, PendingStateDB]:
@@ -141,6 +159,9 @@ class Executor:
         )
         state = self._state_class(new_atomic_db(pending), context, Hash32(state_root))
         state.block_info = BlockInfo(env.number, env.timestamp, env.coinbase, self.chain_id)
+        known_root, accounts = self._known_accounts
+        if known_root == state_root:
+            state.prefill_accounts(accounts)
         return state, pending
 
     def read_state(self, state_root: bytes) -> RxLedgerState:
@@ -148,17 +169,25 @@ class Executor:
         env = BlockEnv(0, 0, ZERO_ADDRESS, 0, b"\x00" * 32)
         return self.open_state(state_root, env)[0]
 
+    def read_accounts(self, state_root: bytes) -> AccountDB:
+        """py-evm's account database at `state_root`, for reads (no EVM state around it)."""
+        return AccountDB(new_atomic_db(PendingStateDB(self.store)), Hash32(state_root))
+
     def get_nonce(self, state_root: bytes, address: bytes) -> int:
-        return self.read_state(state_root).get_nonce(Address(address))
+        known_root, accounts = self._known_accounts
+        account = accounts.get(address) if known_root == state_root else None
+        if account is not None:
+            return int(account.nonce)
+        return self.read_accounts(state_root).get_nonce(Address(address))
 
     def get_balance(self, state_root: bytes, address: bytes) -> int:
-        return self.read_state(state_root).get_balance(Address(address))
+        return self.read_accounts(state_root).get_balance(Address(address))
 
     def get_code(self, state_root: bytes, address: bytes) -> bytes:
-        return bytes(self.read_state(state_root).get_code(Address(address)))
+        return bytes(self.read_accounts(state_root).get_code(Address(address)))
 
     def get_storage(self, state_root: bytes, address: bytes, slot: int) -> int:
-        return self.read_state(state_root).get_storage(Address(address), slot)
+        return self.read_accounts(state_root).get_storage(Address(address), slot)
 
     def genesis_state(
         self, balances: Sequence[tuple[bytes, int]], chaincode_commitment: bytes = b"\x00" * 32,
@@ -194,11 +223,17 @@ class Executor:
             # Skipping py-evm here is most of the cost of syncing idle stretches of chain.
             return BlockExecution([], [], parent_state_root, 0, b"\x00" * 256, {})
         state, pending = self.open_state(parent_state_root, env)
+        session = None
         if self.chaincode.addresses():
-            state.chaincode_session = self.chaincode.open_session(
-                self._chaincode_root(state), state.block_info)
+            known_root, known_commitment = self._known_commitment
+            parent_commitment = (known_commitment if known_root == parent_state_root
+                                 else self._chaincode_root(state))
+            session = state.chaincode_session = self.chaincode.open_session(
+                parent_commitment, state.block_info)
+        native_addresses = self.native_addresses
         included: list[SignedTransaction] = []
         receipts: list[Receipt] = []
+        outputs: list[bytes] = []
         skipped: list[tuple[SignedTransaction, str]] = []
         deferred: list[SignedTransaction] = []
         gas_used = 0
@@ -210,6 +245,16 @@ class Executor:
                     )
                 deferred.append(stx)
                 continue
+            if session is not None and stx.tx.to in native_addresses:
+                outcome = apply_native_transaction(state, session, stx, self.chain_id, state.block_info)
+                if outcome is not None:
+                    gas_used += outcome.gas_used
+                    receipts.append(Receipt(stx.tx.type_id, 1 if outcome.success else 0, gas_used,
+                                            logs_bloom(outcome.logs), outcome.logs))
+                    outputs.append(outcome.output)
+                    included.append(stx)
+                    continue
+                # else: one py-evm must judge (an invalid nonce, balance, gas, chain id)
             evm_tx = to_evm_transaction(stx)
             state.lock_changes()
             snapshot = state.snapshot()
@@ -227,18 +272,28 @@ class Executor:
             receipts.append(
                 Receipt(stx.tx.type_id, 0 if computation.is_error else 1, gas_used, logs_bloom(logs), logs)
             )
+            outputs.append(bytes(computation.output))
             included.append(stx)
         writes: dict[bytes, bytes | None] = {}
         if state.chaincode_session is not None:
             chaincode_writes, commitment = state.chaincode_session.finish()
             writes.update(chaincode_writes)
             self._commit_chaincode_root(state, commitment)
+        accounts = state.known_accounts()
         state.persist()
+        self._remember(state.state_root, accounts,
+                       commitment if state.chaincode_session is not None else None)
         writes.update(pending.writes())
         return BlockExecution(
             included, receipts, state.state_root, gas_used,
-            merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred,
+            merge_blooms([r.logs_bloom for r in receipts]), writes, skipped, deferred, outputs,
         )
+
+    def _remember(self, state_root: bytes, accounts: dict[bytes, Any], commitment: bytes | None) -> None:
+        """What the next block on `state_root` need not read from the trie again."""
+        self._known_accounts = (state_root, accounts)
+        if commitment is not None:
+            self._known_commitment = (state_root, commitment)
 
     @staticmethod
     def _chaincode_root(state: RxLedgerState) -> bytes:

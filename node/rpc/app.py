@@ -6,18 +6,29 @@ before it is read whole (HTTP 413), invalid JSON is -32700, a malformed request 
 message, a reverted call 3 with the revert data. Unexpected exceptions are logged with
 their traceback and answered -32603 without leaking internals.
 
-Method bodies are synchronous (execution is CPU-bound Python) and run in the threadpool,
-so one slow call does not stall the event loop.
+Method bodies are synchronous. Cheap ones (`INLINE_METHODS`: sending a transaction,
+reading a block, a receipt, the head) are answered on the event loop: handing them to
+the threadpool cost more than running them (a queue, a thread wake-up and two GIL
+hand-offs per request). Calls that execute the EVM or scan ranges (eth_call,
+eth_estimateGas, eth_getLogs, state reads, ...) still run in the threadpool, so one slow
+call does not stall the event loop.
+
+`POST /` is served by a plain ASGI endpoint in front of the FastAPI application (which
+keeps `GET /health` and the docs): JSON with orjson (the standard library's `json` for
+what orjson would read differently: numbers beyond 64 bits, which orjson reads as
+floats, lone surrogates) and no per-request Request/Response objects.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+import orjson
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from node.errors import NodeError
@@ -91,45 +102,150 @@ def handle_payload(node: NodeService, payload: Any) -> Any:
     return handle_one(node, payload)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it exceeds `limit` bytes (reading stops there)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+# Methods answered on the event loop: no EVM execution, no scan of many blocks or of state.
+INLINE_METHODS = frozenset({
+    "web3_clientVersion", "eth_chainId", "net_version", "net_listening", "eth_blockNumber",
+    "eth_syncing", "eth_accounts", "eth_gasPrice", "eth_maxPriorityFeePerGas",
+    "eth_getBlockByNumber", "eth_getBlockByHash", "eth_getBlockTransactionCountByNumber",
+    "eth_getBlockTransactionCountByHash", "eth_sendRawTransaction", "eth_getTransactionByHash",
+    "eth_getTransactionByBlockNumberAndIndex", "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionReceipt", "qbft_getValidatorsByBlockNumber", "qbft_getPendingVotes",
+})
+INLINE_BATCH_LIMIT = 100  # a larger batch of cheap calls goes to the threadpool
 
 
-def create_app(node: NodeService) -> FastAPI:
-    """The FastAPI application serving `node`."""
-    app = FastAPI(title="RxLedger node", version="0.1.0", docs_url="/docs", redoc_url=None)
+def runs_inline(payload: Any) -> bool:
+    """Whether `payload` is answered on the event loop: only cheap methods (or requests
+    answered with an error before any method runs)."""
+    if isinstance(payload, list):
+        return len(payload) <= INLINE_BATCH_LIMIT and all(_is_inline(item) for item in payload)
+    return _is_inline(payload)
 
-    @app.post("/")
-    async def jsonrpc(request: Request) -> Response:
-        limit = node.config.max_request_bytes
-        body = await _read_body(request, limit)
-        if body is None:
-            return JSONResponse(
-                _error(None, RpcError(INVALID_REQUEST, f"request body too large: the limit is {limit} bytes")),
-                status_code=413,
-            )
+
+def _is_inline(request: Any) -> bool:
+    if not isinstance(request, dict):
+        return True
+    method = request.get("method")
+    return method in INLINE_METHODS or method not in METHODS
+
+
+def decode_json(body: bytes) -> Any:
+    """The request body as Python values, exactly as `json.loads` reads it; raises
+    ValueError (or UnicodeDecodeError) for what is not JSON."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)  # what orjson refuses json may accept (lone surrogates)
+    if _has_float(payload):  # orjson reads integers beyond 64 bits as floats
+        return json.loads(body)
+    return payload
+
+
+def _has_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_float(v) for v in value)
+    return False
+
+
+def encode_json(answer: Any) -> bytes:
+    """JSON of an answer (compact; non-ASCII as UTF-8)."""
+    try:
+        return orjson.dumps(answer)
+    except TypeError:  # integers beyond 64 bits, lone surrogates
+        return json.dumps(answer, separators=(",", ":")).encode()
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class JsonRpcEndpoint:
+    """ASGI: `POST /` answered here, everything else by `app` (FastAPI)."""
+
+    def __init__(self, app: FastAPI, node: NodeService) -> None:
+        self.app = app
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        limit = self.node.config.max_request_bytes
         try:
-            payload = json.loads(body)
+            body = await self._read_body(scope, receive, limit)
+        except _Disconnected:
+            return  # nobody to answer
+        if body is None:
+            await _respond(send, 413, _too_large(limit))
+            return
+        try:
+            payload = decode_json(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            return JSONResponse(_error(None, RpcError(PARSE_ERROR, f"parse error: invalid JSON ({exc})")))
-        answer = await run_in_threadpool(handle_payload, node, payload)
+            await _respond(send, 200, _starlette_json(
+                _error(None, RpcError(PARSE_ERROR, f"parse error: invalid JSON ({exc})"))))
+            return
+        if runs_inline(payload):
+            answer = handle_payload(self.node, payload)
+        else:
+            answer = await run_in_threadpool(handle_payload, self.node, payload)
         if answer is None:
-            return Response(status_code=204)
-        return Response(json.dumps(answer, separators=(",", ":")), media_type="application/json")
+            await _respond(send, 204, None)
+            return
+        await _respond(send, 200, encode_json(answer))
+
+    @staticmethod
+    async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
+        """The body, or None once it exceeds `limit` bytes (reading stops there)."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return None
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+class _Disconnected(Exception):
+    """The client went away before its request was read."""
+
+
+def _too_large(limit: int) -> bytes:
+    return _starlette_json(_error(None, RpcError(INVALID_REQUEST, f"request body too large: the limit is {limit} bytes")))
+
+
+def _starlette_json(content: Any) -> bytes:
+    """The body Starlette's JSONResponse gives `content` (what these errors always were)."""
+    return bytes(JSONResponse(content).body)
+
+
+async def _respond(send: Send, status: int, body: bytes | None) -> None:
+    headers = [] if body is None else [(b"content-length", str(len(body)).encode()),
+                                       (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body or b""})
+
+
+def create_app(node: NodeService) -> JsonRpcEndpoint:
+    """The ASGI application serving `node`: JSON-RPC on `POST /`, FastAPI for the rest."""
+    app = FastAPI(title="RxLedger node", version="0.1.0", docs_url="/docs", redoc_url=None)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and the node's view of the network (what `rxledger node status` prints)."""
         return node.status()
 
-    return app
+    return JsonRpcEndpoint(app, node)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import rlp
-from trie.hexary import HexaryTrie
 
+from node.crypto import keccak256
 from node.errors import InvalidBlock
+from node.types._rlp import rlp_bytes, rlp_list
 from node.types.headers import EMPTY_TRIE_ROOT, Header, block_hash, decode_header, encode_header
 from node.types.transactions import SignedTransaction, decode_transaction
 
@@ -28,13 +29,67 @@ class Block:
 
 
 def ordered_trie_root(items: Sequence[bytes]) -> bytes:
-    """Root of the trie keyed by RLP(index), as Ethereum's transactions and receipts roots."""
-    if not items:
+    """Root of the trie keyed by RLP(index), as Ethereum's transactions and receipts roots.
+
+    Built in one pass over the keys in nibble order (`_trie_node`), not by inserting into a
+    `trie.HexaryTrie` one key at a time (which re-encoded and re-hashed the path of every
+    insert: a fifth of a native transaction's block-building time). Same root: checked
+    against HexaryTrie on random inputs by tests/unit/test_types.py. As in HexaryTrie, an
+    empty value is no entry.
+    """
+    entries = sorted(
+        (_nibbles(rlp.encode(index)), item) for index, item in enumerate(items) if item
+    )
+    if not entries:
         return EMPTY_TRIE_ROOT
-    trie = HexaryTrie({})
-    for index, item in enumerate(items):
-        trie[rlp.encode(index)] = item
-    return trie.root_hash
+    return keccak256(_trie_node(entries, 0))
+
+
+def _nibbles(key: bytes) -> bytes:
+    return bytes(n for byte in key for n in (byte >> 4, byte & 0x0F))
+
+
+def _hex_prefix(nibbles: bytes, leaf: bool) -> bytes:
+    flag = 2 if leaf else 0
+    if len(nibbles) % 2:
+        head, rest = bytes([(flag + 1) << 4 | nibbles[0]]), nibbles[1:]
+    else:
+        head, rest = bytes([flag << 4]), nibbles
+    return head + bytes(rest[i] << 4 | rest[i + 1] for i in range(0, len(rest), 2))
+
+
+def _reference(node: bytes) -> bytes:
+    """How a parent refers to a node: the node itself under 32 bytes, else its hash."""
+    return node if len(node) < 32 else b"\xa0" + keccak256(node)
+
+
+def _trie_node(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
+    """The RLP of the node holding `entries` (sorted by nibbles, all sharing their first
+    `depth` nibbles)."""
+    if len(entries) == 1:
+        path, value = entries[0]
+        return rlp_list(rlp_bytes(_hex_prefix(path[depth:], True)) + rlp_bytes(value))
+    first, last = entries[0][0], entries[-1][0]
+    common = depth  # sorted: the first and last keys share what all keys share
+    limit = min(len(first), len(last))
+    while common < limit and first[common] == last[common]:
+        common += 1
+    if common > depth:
+        child = _trie_node(entries, common)
+        return rlp_list(rlp_bytes(_hex_prefix(first[depth:common], False)) + _reference(child))
+    slots: list[bytes] = []
+    value = b"\x80"
+    start = 0
+    if len(first) == depth:  # a key ending here keeps its value in the branch
+        value = rlp_bytes(entries[0][1])
+        start = 1
+    for nibble in range(16):
+        end = start
+        while end < len(entries) and entries[end][0][depth] == nibble:
+            end += 1
+        slots.append(_reference(_trie_node(entries[start:end], depth + 1)) if end > start else b"\x80")
+        start = end
+    return rlp_list(b"".join(slots) + value)
 
 
 def encode_body(transactions: Sequence[SignedTransaction]) -> bytes:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import rlp
-from eth_bloom.bloom import BloomFilter
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+
+from node.crypto import keccak256
+from node.types._rlp import rlp_bytes, rlp_int, rlp_list
 
 LOG_SEDES = List([Binary.fixed_length(20), CountableList(Binary.fixed_length(32)), binary], strict=True)
 RECEIPT_SEDES = List(
@@ -34,12 +37,21 @@ class Receipt:
 
 def logs_bloom(logs: tuple[Log, ...] | list[Log]) -> bytes:
     """The 2048-bit bloom over every log's address and topics."""
-    bloom = BloomFilter()
+    bloom = 0
     for log in logs:
-        bloom.add(log.address)
+        bloom |= _bloom_bits(log.address)
         for topic in log.topics:
-            bloom.add(topic)
-    return int(bloom).to_bytes(256, "big")
+            bloom |= _bloom_bits(topic)
+    return bloom.to_bytes(256, "big")
+
+
+@lru_cache(maxsize=4096)  # addresses and event signatures recur in every block
+def _bloom_bits(value: bytes) -> int:
+    """The three bloom bits of one value: the low 11 bits of the first three byte pairs
+    of its keccak (as eth-bloom's BloomFilter.add, which tests compare)."""
+    h = keccak256(value)
+    return (1 << (((h[0] << 8) | h[1]) & 2047)) | (1 << (((h[2] << 8) | h[3]) & 2047)) | (
+        1 << (((h[4] << 8) | h[5]) & 2047))
 
 
 def merge_blooms(blooms: list[bytes]) -> bytes:
@@ -51,12 +63,27 @@ def merge_blooms(blooms: list[bytes]) -> bytes:
 
 def encode_receipt(receipt: Receipt) -> bytes:
     """Consensus encoding: RLP list for legacy, type byte ‖ RLP list for typed receipts."""
-    body = rlp.encode(
+    if len(receipt.logs_bloom) != 256 or any(
+            len(log.address) != 20 or any(len(t) != 32 for t in log.topics) for log in receipt.logs):
+        body = _encode_receipt_checked(receipt)  # raises, as RECEIPT_SEDES does
+    else:
+        logs = b"".join(
+            rlp_list(rlp_bytes(log.address) + rlp_list(b"".join(rlp_bytes(t) for t in log.topics))
+                     + rlp_bytes(log.data))
+            for log in receipt.logs
+        )
+        body = rlp_list(rlp_int(receipt.status) + rlp_int(receipt.cumulative_gas_used)
+                        + rlp_bytes(receipt.logs_bloom) + rlp_list(logs))
+    return body if receipt.tx_type == 0 else bytes([receipt.tx_type]) + body
+
+
+def _encode_receipt_checked(receipt: Receipt) -> bytes:
+    """The same encoding through pyrlp's sedes (which check every field's length)."""
+    return rlp.encode(
         [receipt.status, receipt.cumulative_gas_used, receipt.logs_bloom,
          [[log.address, list(log.topics), log.data] for log in receipt.logs]],
         RECEIPT_SEDES,
     )
-    return body if receipt.tx_type == 0 else bytes([receipt.tx_type]) + body
 
 
 def decode_receipt(data: bytes) -> Receipt:

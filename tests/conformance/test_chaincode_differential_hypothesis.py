@@ -172,21 +172,23 @@ def base() -> Base:
 class Capture:
     """What each transaction's computation returned (its output, or its revert data).
 
-    A receipt carries no return data, so the chain's state class is subclassed to record
-    `computation.output` of every transaction as the block is built."""
+    A receipt carries no return data; `BlockExecution.outputs` does (the same from the
+    native fast path and from py-evm), so the chain's executor is wrapped to record it
+    for every block built."""
 
     def __init__(self) -> None:
         self.outputs: list[tuple[bool, bytes]] = []
 
-    def state_class(self, base_class: Any) -> type:
-        capture = self
+    def wrap(self, executor: Any) -> None:
+        execute_block = executor.execute_block
 
-        def apply_transaction(state: Any, transaction: Any) -> Any:
-            computation = base_class.apply_transaction(state, transaction)
-            capture.outputs.append((bool(computation.is_error), bytes(computation.output)))
-            return computation
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            execution = execute_block(*args, **kwargs)
+            self.outputs += [(receipt.status == 0, output)
+                             for receipt, output in zip(execution.receipts, execution.outputs, strict=True)]
+            return execution
 
-        return type("CapturingState", (base_class,), {"apply_transaction": apply_transaction})
+        executor.execute_block = recording
 
 
 def fresh_chain(b: Base, capture: Capture) -> None:
@@ -196,8 +198,7 @@ def fresh_chain(b: Base, capture: Capture) -> None:
         for key, value in b.snapshot:
             batch.put(key, value)
     chain = Chain(store, b.h.chain.genesis)
-    executor: Any = chain.executor
-    executor._state_class = capture.state_class(executor._state_class)
+    capture.wrap(chain.executor)
     b.h.chain = chain
     b.h.now = b.start_time
     b.h._pending.clear()

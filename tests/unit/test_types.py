@@ -35,6 +35,7 @@ from node.types import (
     seal_hash,
     validate_transaction,
 )
+from node.types.blocks import ordered_trie_root
 from node.types.headers import EMPTY_REQUESTS_HASH, EMPTY_TRIE_ROOT, QBFT_MIX_HASH, Header
 
 KEY = dev_accounts()[9].private_key
@@ -227,3 +228,71 @@ def test_block_roundtrip_keeps_typed_and_legacy_transactions():
     assert decoded.header == header
     assert [t.raw for t in decoded.transactions] == [t.raw for t in txs]
     assert [t.sender for t in decoded.transactions] == [SENDER, SENDER]
+
+
+# -- ordered trie root (transactions and receipts roots) ------------------------------------
+def _hexary_trie_root(items: list[bytes]) -> bytes:
+    """The reference: py-trie's HexaryTrie, one insert per item (the former implementation)."""
+    from trie.hexary import HexaryTrie
+
+    trie = HexaryTrie({})
+    for index, item in enumerate(items):
+        trie[rlp.encode(index)] = item
+    return trie.root_hash
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 16, 17, 127, 128, 129, 256, 1000])
+@pytest.mark.parametrize("size", [1, 31, 32, 120, 300])
+def test_ordered_trie_root_matches_hexary_trie(count: int, size: int) -> None:
+    items = [keccak256(f"{count} {size} {i}".encode()) * (size // 32 + 1) for i in range(count)]
+    items = [item[:size] for item in items]
+    assert ordered_trie_root(items) == _hexary_trie_root(items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(st.binary(max_size=80), max_size=140),
+                 st.integers(0, 300).flatmap(lambda n: st.lists(st.binary(min_size=0, max_size=3), min_size=n,
+                                                                max_size=n))))
+def test_ordered_trie_root_matches_hexary_trie_on_random_items(items: list[bytes]) -> None:
+    assert ordered_trie_root(items) == _hexary_trie_root(items)
+
+
+def test_ordered_trie_root_of_nothing_and_of_empty_items_is_the_empty_root() -> None:
+    assert ordered_trie_root([]) == EMPTY_TRIE_ROOT == _hexary_trie_root([b""])
+    assert ordered_trie_root([b"", b""]) == EMPTY_TRIE_ROOT
+
+
+# -- receipts: the written-out RLP and bloom against pyrlp's sedes and eth-bloom ----------------
+_logs = st.lists(st.builds(Log, st.binary(min_size=20, max_size=20),
+                           st.lists(st.binary(min_size=32, max_size=32), max_size=4).map(tuple),
+                           st.binary(max_size=300)), max_size=5).map(tuple)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from((0, 2)), st.integers(0, 1), st.integers(0, 2**64), _logs)
+def test_encode_receipt_matches_pyrlp_and_the_bloom_matches_eth_bloom(
+        tx_type: int, status: int, gas: int, logs: tuple[Log, ...]) -> None:
+    from eth_bloom.bloom import BloomFilter
+
+    from node.types.receipts import _encode_receipt_checked
+
+    reference = BloomFilter()
+    for log in logs:
+        reference.add(log.address)
+        for topic in log.topics:
+            reference.add(topic)
+    bloom = logs_bloom(logs)
+    assert bloom == int(reference).to_bytes(256, "big")
+    receipt = Receipt(tx_type, status, gas, bloom, logs)
+    checked = _encode_receipt_checked(receipt)
+    assert encode_receipt(receipt) == (checked if tx_type == 0 else bytes([tx_type]) + checked)
+    assert decode_receipt(encode_receipt(receipt)) == receipt
+
+
+def test_encode_receipt_refuses_malformed_fields_as_pyrlp_does() -> None:
+    good = Log(b"\x01" * 20, (b"\x02" * 32,), b"")
+    for bad in (Receipt(0, 1, 1, b"\x00" * 255, ()),
+                Receipt(0, 1, 1, b"\x00" * 256, (Log(b"\x01" * 19, (), b""),)),
+                Receipt(0, 1, 1, b"\x00" * 256, (good, Log(b"\x01" * 20, (b"\x02" * 31,), b"")))):
+        with pytest.raises(rlp.exceptions.SerializationError):
+            encode_receipt(bad)

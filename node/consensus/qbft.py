@@ -78,7 +78,6 @@ from node.types.blocks import Block, decode_block, encode_block
 from node.types.headers import (
     Header,
     block_hash,
-    decode_extra,
     encode_extra,
     recover_seal_signers,
     seal_hash,
@@ -251,7 +250,7 @@ class QbftNode:
     def propose(self, block: Block) -> None:
         """The block built for the last BlockRequest."""
         h = self.h
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         r = extra.round
         if block.number != h.number or r != h.round or r in h.proposals or not self._is_proposer(r):
             self._event(f"dropped a built block for h{block.number} r{r}: no longer wanted")
@@ -385,7 +384,7 @@ class QbftNode:
 
     def _decide(self, block: Block) -> None:
         h = self.h
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         self._ready.committed.append(block)
         self._event(f"DECIDED block {block.hash.hex()[:8]} in round {extra.round} with {len(extra.seals)} seals")
         tally = tally_vote(h.tally, block.header.coinbase, extra.vote)
@@ -438,7 +437,7 @@ class QbftNode:
         self._handle(msg, data)
 
     def _with_round(self, block: Block, round_: int) -> Block:
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         header = replace(block.header, extra_data=encode_extra(replace(extra, round=round_, seals=())))
         return Block(header, block.transactions)
 
@@ -450,7 +449,7 @@ class QbftNode:
             return f"author {s.author.hex()[:8]} is not the proposer of round {r}"
         header = block.header
         try:
-            extra = decode_extra(header.extra_data)
+            extra = header.extra
         except InvalidBlock as exc:
             return str(exc)
         if block.number != h.number or extra.round != r or extra.seals:
@@ -585,7 +584,7 @@ class QbftNode:
         if len(commits) < self._quorum():
             return
         seals = tuple(c.body[1] for c in sorted(commits.values(), key=lambda c: c.author))
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         header = replace(block.header, extra_data=encode_extra(replace(extra, seals=seals)))  # type: ignore[arg-type]
         self._decide(Block(header, block.transactions))
 
@@ -721,7 +720,7 @@ class QbftNode:
         if header.parent_hash != block_hash(h.parent):
             return "does not extend our head"
         try:
-            extra = decode_extra(header.extra_data)
+            extra = header.extra
             signers = recover_seal_signers(header)
         except InvalidBlock as exc:
             return str(exc)

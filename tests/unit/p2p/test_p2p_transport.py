@@ -157,15 +157,114 @@ def test_unimportable_blocks_stop_the_batch() -> None:
     fork[1] = Block(replace(fork[1].header, timestamp=999), ())  # another block 1
     net = MemoryNetwork()
     side(net, A, full).endpoint.start()
-    behind = side(net, B, full[:1])
-    behind.transport.request_retry = 1e9
-    behind.endpoint.start()
-    net.flush()
-    behind.chain.blocks[1:] = []
+    behind = side(net, B, full[:1])  # not started: no STATUS, no sync of its own
     behind.transport.on_blocks(A, [encode_block(fork[1]), encode_block(full[2]), b"\xc0"])
     assert behind.chain.head.number == 1 and behind.chain.blocks[1] == fork[1]
+    assert behind.runtime.offered == [1, 2]  # the undecodable one ended the batch
     behind.transport.on_blocks(A, [b"not rlp"])  # logged, nothing delivered
     assert behind.chain.head.number == 1
+
+
+def test_blocks_handed_over_but_never_imported_are_asked_for_again() -> None:
+    full = make_chain(8)
+    net = MemoryNetwork()
+    ahead = side(net, A, full)
+    behind = side(net, B, full[:1])
+    refused = [2]  # the runtime rejects the first copy of block 2 it is offered
+    deliver = behind.runtime.deliver_block
+
+    def picky(block: Block) -> None:
+        if block.number in refused:
+            refused.remove(block.number)
+            behind.runtime.offered.append(block.number)
+            return
+        deliver(block)
+
+    behind.runtime.deliver_block = picky  # type: ignore[method-assign]
+    ahead.endpoint.start()
+    behind.endpoint.start()
+    net.flush()  # blocks 1-4 handed over, 1 imported; 5-7 wait for the head, which stands still
+    assert behind.chain.head.number == 1
+    behind.transport.request_retry = 0.0  # the next STATUS asks again, from the head
+    behind.transport.on_status(A, ahead.endpoint.status())
+    net.flush()
+    assert behind.chain.head.number == 7
+
+
+class QueuedRuntime:
+    """Imports synced blocks in its own thread, slowly, as the consensus runtime does."""
+
+    def __init__(self, chain: FakeChain, per_block: float) -> None:
+        self.chain = chain
+        self.per_block = per_block
+        self.inbox: list[Block] = []
+        self.most_waiting = 0
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def deliver(self, data: bytes) -> None:
+        pass
+
+    def deliver_block(self, block: Block) -> None:
+        with self.cond:
+            self.inbox.append(block)
+            self.most_waiting = max(self.most_waiting, len(self.inbox))
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.inbox and not self.stopped:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                block = self.inbox.pop(0)
+            time.sleep(self.per_block)
+            if block.header.parent_hash == self.chain.blocks[-1].hash:
+                self.chain.blocks.append(block)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+
+
+def test_sync_asks_for_the_next_chunk_while_this_one_imports_and_holds_at_most_two() -> None:
+    chunk = 4
+    full = make_chain(41)
+    net = MemoryNetwork()
+    ahead = side(net, A, full, chunk=chunk)
+    behind = side(net, B, full[:1], chunk=chunk)
+    runtime = QueuedRuntime(behind.chain, per_block=0.01)
+    behind.transport.bind_runtime(runtime)
+    behind.transport.import_timeout = 5.0
+    asked: list[tuple[int, int]] = []  # (from height, our head then)
+    request = behind.transport.request_blocks
+
+    def recording(peer: bytes, from_height: int) -> None:
+        asked.append((from_height, behind.chain.head.number))
+        request(peer, from_height)
+
+    behind.transport.request_blocks = recording  # type: ignore[method-assign]
+    try:
+        ahead.endpoint.start()
+        behind.endpoint.start()
+        deadline = time.monotonic() + 10
+        while behind.chain.head.number < 40:
+            assert time.monotonic() < deadline, "sync did not finish"
+            net.flush()
+            time.sleep(0.005)
+    finally:
+        runtime.stop()
+    assert behind.chain.blocks == full
+    froms = [f for f, _ in asked]
+    assert froms == list(range(1, 41, chunk)) + [41][: len(froms) - 10]
+    # Pipelined: most chunks were asked for before the one before them was imported...
+    assert sum(1 for f, head in asked[1:] if head < f - 1) >= 5
+    # ...and never more than two chunks waited in the runtime.
+    assert runtime.most_waiting <= 2 * chunk
 
 
 def test_consensus_messages_and_transactions_reach_the_runtime_and_the_pool() -> None:

@@ -169,7 +169,10 @@ class ConsensusRuntime:
                     while True:
                         # Carry out each input before the next: a decided block must be
                         # committed before a message or block of the next height is
-                        # validated against our head.
+                        # validated against our head. The state machine knows the time it
+                        # was last told: tell it now (a proposal or transaction ending an
+                        # idle stretch starts round 0's timer at its arrival).
+                        self.node.tick(self.clock())
                         self._handle(kind, item)
                         self._carry_out()
                         kind, item = self._inbox.get_nowait()
@@ -177,8 +180,9 @@ class ConsensusRuntime:
                     pass
                 if self._stop.is_set():
                     return
-                self.node.set_pending(self.pool.has_executable())
-                self.node.tick(self.clock())
+                now = self.clock()
+                self.node.set_pending(self.pool.has_executable(), now)
+                self.node.tick(now)
                 self._carry_out()
         except BaseException as exc:  # a broken invariant: stop loudly, write nothing more
             self.failed = exc

@@ -6,7 +6,8 @@ inputs and carries out outputs, in the order etcd's raft made familiar:
     inputs   tick(now)            time passes (seconds, the runtime's wall clock)
              step(data)           a consensus message arrived (wire bytes)
              propose(block)       the block this node was asked to build (BlockRequest)
-             set_pending(bool)    whether transactions wait in the local pool
+             set_pending(bool)    whether transactions wait in the local pool (optionally
+                                  with the time, as tick)
              import_block(block)  a final, sealed block fetched by block sync
     output   ready()              records to persist (WAL, fsync), messages to send,
                                   blocks committed, a block request, sync requests,
@@ -190,6 +191,9 @@ class _Height:
     requested: set[int] = field(default_factory=set)  # rounds a block was requested for
     rc_justification: dict[int, tuple[Signed, ...]] = field(default_factory=dict)
     next_request: float = 0.0
+    # When this height last stopped being idle (transactions began to wait here, or a
+    # proposal arrived); None: it has not been idle since it started.
+    active_since: float | None = None
 
 
 class QbftNode:
@@ -241,10 +245,17 @@ class QbftNode:
             self._move_to_round(h.round + 1, send_round_change=True)
         self._arm()
 
-    def set_pending(self, pending: bool) -> None:
-        """Whether transactions wait locally (shortens the idle wait for a block)."""
+    def set_pending(self, pending: bool, now: float | None = None) -> None:
+        """Whether transactions wait locally (shortens the idle wait for a block), as of
+        `now` (default: the time of the last input); an idle height that gets
+        transactions starts round 0's timer then."""
+        if now is not None:
+            self.now = max(self.now, now)
         if pending != self.pending:
+            was_active = self._is_active()
             self.pending = pending
+            if self._is_active() and not was_active:
+                self.h.active_since = self.now
             self._arm()
 
     def propose(self, block: Block) -> None:
@@ -351,11 +362,22 @@ class QbftNode:
         empty = self.config.empty_block_period
         return empty is not None and self.now >= self.h.parent.timestamp + max(empty, self.config.block_period)
 
+    def _is_active(self) -> bool:
+        """Whether this height has work: transactions wait here, or a proposal is in."""
+        return self.pending or bool(self.h.proposals)
+
     def _round0_start(self) -> float:
-        """When round 0's timer starts: the block time, or (idle) the empty-block time."""
-        parent_ts = self.h.parent.timestamp
-        if self.pending or self.h.proposals:
-            return max(self.h.round_started, parent_ts + self.config.block_period)
+        """When round 0's timer starts: the block time, or (idle) the empty-block time.
+
+        Once an idle height becomes active, not before that moment: the block time of a
+        height that sat idle is long past, and round 0 must not time out the instant its
+        first transaction or proposal arrives.
+        """
+        h = self.h
+        parent_ts = h.parent.timestamp
+        if self._is_active():
+            since = h.round_started if h.active_since is None else h.active_since
+            return max(h.round_started, since, parent_ts + self.config.block_period)
         empty = self.config.empty_block_period
         if empty is None:
             return float("inf")
@@ -520,6 +542,8 @@ class QbftNode:
             return
         if r > h.round:
             self._move_to_round(r, send_round_change=False)
+        if not self._is_active():
+            h.active_since = self.now
         h.proposals[r] = (msg.block, msg.signed.digest)
         self._event(f"accepted proposal {msg.signed.digest.hex()[:8]} for round {r}")
         if self.key is not None and self.address in h.validators and (r, PREPARE) not in h.sent:

@@ -142,6 +142,10 @@ class ConsensusRuntime:
         """A final block from block sync."""
         self._inbox.put(("block", block))
 
+    def peer_connected(self, peer: bytes) -> None:
+        """A peer connected (again): it gets what we signed in the current round."""
+        self._inbox.put(("connect", peer))
+
     def wake(self) -> None:
         """Something changed (a transaction arrived): run a turn now."""
         self._inbox.put(("wake", None))
@@ -195,6 +199,9 @@ class ConsensusRuntime:
         elif kind == "block":
             assert isinstance(item, Block)
             self.node.import_block(item)
+        elif kind == "connect":
+            assert isinstance(item, bytes)
+            self.node.connected(item)
 
     # -- ready: persist → send → apply → advance -------------------------------------------
     def _carry_out(self) -> None:

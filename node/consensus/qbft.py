@@ -9,6 +9,8 @@ inputs and carries out outputs, in the order etcd's raft made familiar:
              set_pending(bool)    whether transactions wait in the local pool (optionally
                                   with the time, as tick)
              import_block(block)  a final, sealed block fetched by block sync
+             connected(peer)      a peer connected (again): it is sent what this node
+                                  signed in the current round (sent before it could hear)
     output   ready()              records to persist (WAL, fsync), messages to send,
                                   blocks committed, a block request, sync requests,
                                   the next deadline, and trace events
@@ -191,6 +193,8 @@ class _Height:
     requested: set[int] = field(default_factory=set)  # rounds a block was requested for
     rc_justification: dict[int, tuple[Signed, ...]] = field(default_factory=dict)
     next_request: float = 0.0
+    # What this node signed at this height, (round, wire bytes), lower rounds pruned.
+    own: list[tuple[int, bytes]] = field(default_factory=list)
     # When this height last stopped being idle (transactions began to wait here, or a
     # proposal arrived); None: it has not been idle since it started.
     active_since: float | None = None
@@ -306,6 +310,15 @@ class QbftNode:
                 break
             block = nxt
         self._arm()
+
+    def connected(self, peer: bytes) -> None:
+        """A peer connected (again). Send it what we signed in the current round: a
+        message sent before the connection was up (the first proposal after a network
+        starts) is otherwise lost, and the round would wait for its timeout."""
+        h = self.h
+        for round_, data in h.own:
+            if round_ == h.round:
+                self._ready.messages.append(Outbound(peer, data))
 
     # -- outputs ---------------------------------------------------------------------------
     def ready(self) -> Ready:
@@ -440,6 +453,7 @@ class QbftNode:
         self._ready.records.append(WalRecord("signed", self.h.number, round_, STEP_OF[code], data))
         self._ready.messages.append(Outbound(None, data))
         self.h.sent.add((round_, code))
+        self.h.own = [o for o in self.h.own if o[0] >= round_] + [(round_, data)]
         self._event(f"sent {describe(msg)}")
         return data
 
@@ -782,6 +796,7 @@ class QbftNode:
                 self._ready.messages.append(Outbound(None, rec.data))
                 msg = decode_message(rec.data)
                 h.sent.add((rec.round, msg.signed.code))
+                h.own = [o for o in h.own if o[0] >= rec.round] + [(rec.round, rec.data)]
                 own.append((msg, rec.data))
         if h.round:
             self._event(f"restored at round {h.round} from the WAL")

@@ -7,6 +7,8 @@ It adapts a `PeerNetwork` (`P2PService` over TLS, or `MemoryTransport`) to
                       request_blocks      GET_BLOCKS(from, chunk), continued chunk by chunk
                       push_blocks         BLOCKS read from our chain
     peers → runtime   CONSENSUS           runtime.deliver(data)
+                      a peer connects     runtime.peer_connected(peer) (it re-sends what it
+                                          signed this round, which the peer may have missed)
                       BLOCKS              decoded, runtime.deliver_block(block), in order
                       TX                  submit_transaction(raw) (the txpool)
                       GET_BLOCKS          answered from our chain
@@ -72,6 +74,8 @@ class RuntimeInbox(Protocol):
 
     def deliver_block(self, block: Block) -> None: ...
 
+    def peer_connected(self, peer: bytes) -> None: ...
+
 
 REGOSSIP_INTERVAL = 10.0  # seconds between re-sends of long-waiting transactions to a peer
 
@@ -131,7 +135,7 @@ class P2PTransport:
         """Keyword arguments for `P2PService(...)` / `MemoryTransport(...)`."""
         return {"on_consensus": self.on_consensus, "on_transaction": self.on_transaction,
                 "on_get_blocks": self.on_get_blocks, "on_blocks": self.on_blocks,
-                "on_status": self.on_status}
+                "on_status": self.on_status, "on_connect": self.on_connect}
 
     # -- node.runtime.Transport ------------------------------------------------------------
     def broadcast(self, data: bytes) -> None:
@@ -173,6 +177,10 @@ class P2PTransport:
     def on_consensus(self, peer: bytes, data: bytes) -> None:
         if self.runtime is not None:
             self.runtime.deliver(data)
+
+    def on_connect(self, peer: bytes) -> None:
+        if self.runtime is not None:
+            self.runtime.peer_connected(peer)
 
     def on_transaction(self, peer: bytes, raw: bytes) -> None:
         if self.submit_transaction is None:

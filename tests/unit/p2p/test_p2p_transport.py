@@ -75,9 +75,13 @@ class FakeRuntime:
     chain: FakeChain
     messages: list[bytes] = field(default_factory=list)
     offered: list[int] = field(default_factory=list)
+    connected: list[bytes] = field(default_factory=list)
 
     def deliver(self, data: bytes) -> None:
         self.messages.append(data)
+
+    def peer_connected(self, peer: bytes) -> None:
+        self.connected.append(peer)
 
     def deliver_block(self, block: Block) -> None:
         self.offered.append(block.number)
@@ -207,6 +211,9 @@ class QueuedRuntime:
     def deliver(self, data: bytes) -> None:
         pass
 
+    def peer_connected(self, peer: bytes) -> None:
+        pass
+
     def deliver_block(self, block: Block) -> None:
         with self.cond:
             self.inbox.append(block)
@@ -287,6 +294,8 @@ def test_consensus_messages_and_transactions_reach_the_runtime_and_the_pool() ->
     net.flush()
     assert b.runtime.messages == [b"qbft-1", b"qbft-2"] and a.runtime.messages == [b"qbft-3"]
     assert a.submitted == [b"\x02tx"]
+    # Each side's runtime learnt of the connection (it re-sends its current round's messages).
+    assert a.runtime.connected == [B] and b.runtime.connected == [A]
 
 
 def test_an_unattached_transport_is_a_quiet_no_peers() -> None:
@@ -320,7 +329,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 class Validator:
-    def __init__(self, net: MemoryNetwork, key: bytes, genesis: GenesisConfig) -> None:
+    def __init__(self, net: MemoryNetwork, key: bytes, genesis: GenesisConfig, *,
+                 round_timeout: float = 1.0) -> None:
         self.node = NodeService(NodeConfig(data_dir=None), genesis, validator_key=key)
         self.transport = P2PTransport(self.node.chain, submit_transaction=self.node.submit_raw_transaction,
                                       request_retry=0.2)
@@ -331,7 +341,8 @@ class Validator:
             head=lambda: (chain.head.number, chain.head.hash), **self.transport.handlers(),  # type: ignore[arg-type]
         )
         self.transport.attach(self.endpoint)
-        config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=1.0, sync_retry=0.2)
+        config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=round_timeout,
+                            sync_retry=0.2)
         runtime = self.node.start_consensus(config, self.transport)
         self.transport.bind_runtime(runtime)
         self.endpoint.start()
@@ -385,3 +396,29 @@ def test_four_validators_decide_together_and_a_late_one_catches_up_by_sync() -> 
             v.close()
         net.stop()
     assert threading.active_count() < 50
+
+
+def test_a_proposal_sent_before_the_peers_connected_reaches_them_when_they_do() -> None:
+    """The first proposal after a network starts is not lost (it was, before the round's
+    own messages were re-sent to a peer on connect: round 0 then timed out)."""
+    genesis = GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in KEYS),
+                            enrolments=dev_genesis().enrolments)
+    net = MemoryNetwork()
+    net.start()
+    validators: list[Validator] = []
+    try:
+        # KEYS[0] (lowest address) proposes height 1 in round 0; it runs alone at first.
+        first = Validator(net, KEYS[0], genesis, round_timeout=30.0)
+        validators.append(first)
+        first.submit(raw_tx(0))
+        runtime = first.node.runtime
+        assert runtime is not None
+        wait_for(lambda: 0 in runtime.node.h.proposals)  # proposed, to nobody
+        validators += [Validator(net, key, genesis, round_timeout=30.0) for key in KEYS[1:]]
+        wait_for(lambda: all(v.node.chain.head.number >= 1 for v in validators), timeout=10.0)
+        assert_agreement(validators)
+        assert all(v.node.chain.head.extra.round == 0 for v in validators)
+    finally:
+        for v in validators:
+            v.close()
+        net.stop()

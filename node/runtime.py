@@ -173,10 +173,7 @@ class ConsensusRuntime:
                     while True:
                         # Carry out each input before the next: a decided block must be
                         # committed before a message or block of the next height is
-                        # validated against our head. The state machine knows the time it
-                        # was last told: tell it now (a proposal or transaction ending an
-                        # idle stretch starts round 0's timer at its arrival).
-                        self.node.tick(self.clock())
+                        # validated against our head.
                         self._handle(kind, item)
                         self._carry_out()
                         kind, item = self._inbox.get_nowait()
@@ -195,7 +192,10 @@ class ConsensusRuntime:
     def _handle(self, kind: str, item: object) -> None:
         if kind == "msg":
             assert isinstance(item, bytes)
-            self.node.step(item)
+            # Dated by its arrival: a proposal ending an idle stretch starts round 0's
+            # timer then. (Only the time: timers fire in tick, after set_pending, so a
+            # block is never requested on the pending flag of the height before.)
+            self.node.step(item, self.clock())
         elif kind == "block":
             assert isinstance(item, Block)
             self.node.import_block(item)

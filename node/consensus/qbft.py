@@ -4,7 +4,8 @@ No I/O, clock, randomness or logging lives here: the runtime (or a simulation) f
 inputs and carries out outputs, in the order etcd's raft made familiar:
 
     inputs   tick(now)            time passes (seconds, the runtime's wall clock)
-             step(data)           a consensus message arrived (wire bytes)
+             step(data[, now])    a consensus message arrived (wire bytes; optionally
+                                  when, which dates it but fires no timer)
              propose(block)       the block this node was asked to build (BlockRequest)
              set_pending(bool)    whether transactions wait in the local pool (optionally
                                   with the time, as tick)
@@ -279,8 +280,11 @@ class QbftNode:
             return
         self._send_proposal(block, r, h.rc_justification.get(r, ()) if r else (), ())
 
-    def step(self, data: bytes) -> None:
-        """A message arrived. Invalid ones are dropped with a trace event."""
+    def step(self, data: bytes, now: float | None = None) -> None:
+        """A message arrived (at `now`; default: the time of the last input). Invalid ones
+        are dropped with a trace event. Timers fire only in `tick`."""
+        if now is not None:
+            self.now = max(self.now, now)
         try:
             msg = decode_message(data)
         except InvalidMessage as exc:

@@ -41,7 +41,6 @@ from node.types.headers import (
     QbftExtra,
     Vote,
     block_hash,
-    decode_extra,
     encode_extra,
 )
 from node.types.receipts import Receipt, encode_receipt
@@ -194,7 +193,7 @@ class Chain:
         header = self.header_by_number(number)
         if header is None:
             raise NodeError(f"no block {number}")
-        return decode_extra(header.extra_data).validators
+        return header.extra.validators
 
     def tally_after(self, header: Header) -> VoteTally:
         """Validators of the block after `header` and the ballots still open (one read)."""
@@ -306,7 +305,7 @@ class Chain:
 
     def seal(self, block: Block, seals: Iterable[bytes]) -> Block:
         """The block with commit seals written into its extraData."""
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         header = replace(block.header, extra_data=encode_extra(replace(extra, seals=tuple(seals))))
         return Block(header, block.transactions)
 
@@ -319,7 +318,7 @@ class Chain:
         with self._lock:
             if block.header.parent_hash != self.head.hash:
                 raise InvalidBlock(f"block {block.number} does not extend the head {self.head.number}")
-            extra = decode_extra(block.header.extra_data)
+            extra = block.header.extra
             tally = tally_vote(self.tally_after(self.head), block.header.coinbase, extra.vote)
             cs.save_block(self.store, block, execution.receipts, execution.writes,
                           {cs.tally_key(block.hash): tally.encode()})

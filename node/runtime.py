@@ -142,6 +142,10 @@ class ConsensusRuntime:
         """A final block from block sync."""
         self._inbox.put(("block", block))
 
+    def peer_connected(self, peer: bytes) -> None:
+        """A peer connected (again): it gets what we signed in the current round."""
+        self._inbox.put(("connect", peer))
+
     def wake(self) -> None:
         """Something changed (a transaction arrived): run a turn now."""
         self._inbox.put(("wake", None))
@@ -177,8 +181,9 @@ class ConsensusRuntime:
                     pass
                 if self._stop.is_set():
                     return
-                self.node.set_pending(self.pool.has_executable())
-                self.node.tick(self.clock())
+                now = self.clock()
+                self.node.set_pending(self.pool.has_executable(), now)
+                self.node.tick(now)
                 self._carry_out()
         except BaseException as exc:  # a broken invariant: stop loudly, write nothing more
             self.failed = exc
@@ -187,10 +192,16 @@ class ConsensusRuntime:
     def _handle(self, kind: str, item: object) -> None:
         if kind == "msg":
             assert isinstance(item, bytes)
-            self.node.step(item)
+            # Dated by its arrival: a proposal ending an idle stretch starts round 0's
+            # timer then. (Only the time: timers fire in tick, after set_pending, so a
+            # block is never requested on the pending flag of the height before.)
+            self.node.step(item, self.clock())
         elif kind == "block":
             assert isinstance(item, Block)
             self.node.import_block(item)
+        elif kind == "connect":
+            assert isinstance(item, bytes)
+            self.node.connected(item)
 
     # -- ready: persist → send → apply → advance -------------------------------------------
     def _carry_out(self) -> None:

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from node.consensus.validators import quorum, validators_commitment
 from node.crypto import SECP256K1_N, decode_signature, recover_address
 from node.errors import InvalidBlock
-from node.types.headers import Header, QbftExtra, block_hash, decode_extra, seal_hash
+from node.types.headers import Header, QbftExtra, block_hash, seal_hash
 
 __all__ = [
     "LightClientError",
@@ -74,7 +74,7 @@ def _hex(address: bytes) -> str:
 
 def _decode(header: Header) -> QbftExtra:
     try:
-        return decode_extra(header.extra_data)
+        return header.extra
     except InvalidBlock as exc:
         raise LightClientError(f"block {header.number}: {exc}") from exc
 

@@ -4,10 +4,14 @@ No I/O, clock, randomness or logging lives here: the runtime (or a simulation) f
 inputs and carries out outputs, in the order etcd's raft made familiar:
 
     inputs   tick(now)            time passes (seconds, the runtime's wall clock)
-             step(data)           a consensus message arrived (wire bytes)
+             step(data[, now])    a consensus message arrived (wire bytes; optionally
+                                  when, which dates it but fires no timer)
              propose(block)       the block this node was asked to build (BlockRequest)
-             set_pending(bool)    whether transactions wait in the local pool
+             set_pending(bool)    whether transactions wait in the local pool (optionally
+                                  with the time, as tick)
              import_block(block)  a final, sealed block fetched by block sync
+             connected(peer)      a peer connected (again): it is sent what this node
+                                  signed in the current round (sent before it could hear)
     output   ready()              records to persist (WAL, fsync), messages to send,
                                   blocks committed, a block request, sync requests,
                                   the next deadline, and trace events
@@ -78,7 +82,6 @@ from node.types.blocks import Block, decode_block, encode_block
 from node.types.headers import (
     Header,
     block_hash,
-    decode_extra,
     encode_extra,
     recover_seal_signers,
     seal_hash,
@@ -191,6 +194,11 @@ class _Height:
     requested: set[int] = field(default_factory=set)  # rounds a block was requested for
     rc_justification: dict[int, tuple[Signed, ...]] = field(default_factory=dict)
     next_request: float = 0.0
+    # What this node signed at this height, (round, wire bytes), lower rounds pruned.
+    own: list[tuple[int, bytes]] = field(default_factory=list)
+    # When this height last stopped being idle (transactions began to wait here, or a
+    # proposal arrived); None: it has not been idle since it started.
+    active_since: float | None = None
 
 
 class QbftNode:
@@ -242,16 +250,23 @@ class QbftNode:
             self._move_to_round(h.round + 1, send_round_change=True)
         self._arm()
 
-    def set_pending(self, pending: bool) -> None:
-        """Whether transactions wait locally (shortens the idle wait for a block)."""
+    def set_pending(self, pending: bool, now: float | None = None) -> None:
+        """Whether transactions wait locally (shortens the idle wait for a block), as of
+        `now` (default: the time of the last input); an idle height that gets
+        transactions starts round 0's timer then."""
+        if now is not None:
+            self.now = max(self.now, now)
         if pending != self.pending:
+            was_active = self._is_active()
             self.pending = pending
+            if self._is_active() and not was_active:
+                self.h.active_since = self.now
             self._arm()
 
     def propose(self, block: Block) -> None:
         """The block built for the last BlockRequest."""
         h = self.h
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         r = extra.round
         if block.number != h.number or r != h.round or r in h.proposals or not self._is_proposer(r):
             self._event(f"dropped a built block for h{block.number} r{r}: no longer wanted")
@@ -265,8 +280,11 @@ class QbftNode:
             return
         self._send_proposal(block, r, h.rc_justification.get(r, ()) if r else (), ())
 
-    def step(self, data: bytes) -> None:
-        """A message arrived. Invalid ones are dropped with a trace event."""
+    def step(self, data: bytes, now: float | None = None) -> None:
+        """A message arrived (at `now`; default: the time of the last input). Invalid ones
+        are dropped with a trace event. Timers fire only in `tick`."""
+        if now is not None:
+            self.now = max(self.now, now)
         try:
             msg = decode_message(data)
         except InvalidMessage as exc:
@@ -296,6 +314,15 @@ class QbftNode:
                 break
             block = nxt
         self._arm()
+
+    def connected(self, peer: bytes) -> None:
+        """A peer connected (again). Send it what we signed in the current round: a
+        message sent before the connection was up (the first proposal after a network
+        starts) is otherwise lost, and the round would wait for its timeout."""
+        h = self.h
+        for round_, data in h.own:
+            if round_ == h.round:
+                self._ready.messages.append(Outbound(peer, data))
 
     # -- outputs ---------------------------------------------------------------------------
     def ready(self) -> Ready:
@@ -352,11 +379,22 @@ class QbftNode:
         empty = self.config.empty_block_period
         return empty is not None and self.now >= self.h.parent.timestamp + max(empty, self.config.block_period)
 
+    def _is_active(self) -> bool:
+        """Whether this height has work: transactions wait here, or a proposal is in."""
+        return self.pending or bool(self.h.proposals)
+
     def _round0_start(self) -> float:
-        """When round 0's timer starts: the block time, or (idle) the empty-block time."""
-        parent_ts = self.h.parent.timestamp
-        if self.pending or self.h.proposals:
-            return max(self.h.round_started, parent_ts + self.config.block_period)
+        """When round 0's timer starts: the block time, or (idle) the empty-block time.
+
+        Once an idle height becomes active, not before that moment: the block time of a
+        height that sat idle is long past, and round 0 must not time out the instant its
+        first transaction or proposal arrives.
+        """
+        h = self.h
+        parent_ts = h.parent.timestamp
+        if self._is_active():
+            since = h.round_started if h.active_since is None else h.active_since
+            return max(h.round_started, since, parent_ts + self.config.block_period)
         empty = self.config.empty_block_period
         if empty is None:
             return float("inf")
@@ -385,7 +423,7 @@ class QbftNode:
 
     def _decide(self, block: Block) -> None:
         h = self.h
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         self._ready.committed.append(block)
         self._event(f"DECIDED block {block.hash.hex()[:8]} in round {extra.round} with {len(extra.seals)} seals")
         tally = tally_vote(h.tally, block.header.coinbase, extra.vote)
@@ -419,6 +457,7 @@ class QbftNode:
         self._ready.records.append(WalRecord("signed", self.h.number, round_, STEP_OF[code], data))
         self._ready.messages.append(Outbound(None, data))
         self.h.sent.add((round_, code))
+        self.h.own = [o for o in self.h.own if o[0] >= round_] + [(round_, data)]
         self._event(f"sent {describe(msg)}")
         return data
 
@@ -438,7 +477,7 @@ class QbftNode:
         self._handle(msg, data)
 
     def _with_round(self, block: Block, round_: int) -> Block:
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         header = replace(block.header, extra_data=encode_extra(replace(extra, round=round_, seals=())))
         return Block(header, block.transactions)
 
@@ -450,7 +489,7 @@ class QbftNode:
             return f"author {s.author.hex()[:8]} is not the proposer of round {r}"
         header = block.header
         try:
-            extra = decode_extra(header.extra_data)
+            extra = header.extra
         except InvalidBlock as exc:
             return str(exc)
         if block.number != h.number or extra.round != r or extra.seals:
@@ -521,6 +560,8 @@ class QbftNode:
             return
         if r > h.round:
             self._move_to_round(r, send_round_change=False)
+        if not self._is_active():
+            h.active_since = self.now
         h.proposals[r] = (msg.block, msg.signed.digest)
         self._event(f"accepted proposal {msg.signed.digest.hex()[:8]} for round {r}")
         if self.key is not None and self.address in h.validators and (r, PREPARE) not in h.sent:
@@ -585,7 +626,7 @@ class QbftNode:
         if len(commits) < self._quorum():
             return
         seals = tuple(c.body[1] for c in sorted(commits.values(), key=lambda c: c.author))
-        extra = decode_extra(block.header.extra_data)
+        extra = block.header.extra
         header = replace(block.header, extra_data=encode_extra(replace(extra, seals=seals)))  # type: ignore[arg-type]
         self._decide(Block(header, block.transactions))
 
@@ -721,7 +762,7 @@ class QbftNode:
         if header.parent_hash != block_hash(h.parent):
             return "does not extend our head"
         try:
-            extra = decode_extra(header.extra_data)
+            extra = header.extra
             signers = recover_seal_signers(header)
         except InvalidBlock as exc:
             return str(exc)
@@ -759,6 +800,7 @@ class QbftNode:
                 self._ready.messages.append(Outbound(None, rec.data))
                 msg = decode_message(rec.data)
                 h.sent.add((rec.round, msg.signed.code))
+                h.own = [o for o in h.own if o[0] >= rec.round] + [(rec.round, rec.data)]
                 own.append((msg, rec.data))
         if h.round:
             self._event(f"restored at round {h.round} from the WAL")

@@ -37,6 +37,7 @@ from node.p2p.peers import (
     Dispatcher,
     Handlers,
     OnBlocks,
+    OnConnect,
     OnConsensus,
     OnGetBlocks,
     OnStatus,
@@ -89,9 +90,12 @@ class MemoryNetwork:
                 return False
         with self._lock:
             self._links.add(frozenset((a, b)))
-        # Both sides send STATUS on connect, as over TLS (delivered like any frame).
+        # Both sides send STATUS on connect, as over TLS (delivered like any frame), then
+        # learn that the link is up (what they send now follows the STATUS).
         self.post(a, b, ma.status_frame())
         self.post(b, a, mb.status_frame())
+        ma.dispatcher.call("on_connect", b)
+        mb.dispatcher.call("on_connect", a)
         return True
 
     def unlink(self, a: bytes, b: bytes) -> None:
@@ -192,6 +196,7 @@ class MemoryTransport:
         on_get_blocks: OnGetBlocks | None = None,
         on_blocks: OnBlocks | None = None,
         on_status: OnStatus | None = None,
+        on_connect: OnConnect | None = None,
     ) -> None:
         self.network = network
         self.address = address
@@ -202,7 +207,7 @@ class MemoryTransport:
         self.allow = allow
         self.max_frame_size = max_frame_size
         self.dispatcher = Dispatcher(
-            Handlers(on_consensus, on_transaction, on_get_blocks, on_blocks, on_status),
+            Handlers(on_consensus, on_transaction, on_get_blocks, on_blocks, on_status, on_connect),
             max_blocks_per_frame=max_blocks_per_frame, max_frame_size=max_frame_size,
         )
         self._heads: dict[bytes, int] = {}

@@ -27,6 +27,8 @@ OnBlocks = Callable[[bytes, list[bytes]], None]
 """(peer address, encoded blocks)."""
 OnStatus = Callable[[bytes, Status], None]
 """(peer address, its STATUS): on connect and whenever it re-announces its head."""
+OnConnect = Callable[[bytes], None]
+"""(peer address): a connection with that peer is up (again); frames sent now reach it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Handlers:
     on_get_blocks: OnGetBlocks | None = None
     on_blocks: OnBlocks | None = None
     on_status: OnStatus | None = None
+    on_connect: OnConnect | None = None
 
 
 def status_problem(status: Status, *, chain_id: int, genesis_hash: bytes,
@@ -136,6 +139,6 @@ class Dispatcher:
 
 
 __all__ = [
-    "Dispatcher", "Handlers", "OnBlocks", "OnConsensus", "OnGetBlocks", "OnStatus", "OnTransaction",
+    "Dispatcher", "Handlers", "OnBlocks", "OnConnect", "OnConsensus", "OnGetBlocks", "OnStatus", "OnTransaction",
     "PeerInfo", "PeerNetwork", "PeerState", "fit_blocks", "status_problem",
 ]

@@ -24,9 +24,10 @@ letting its frames pile up in memory. Every `status_interval` seconds each node
 re-announces its STATUS (its head, and a keep-alive); a connection silent for
 `idle_timeout` seconds is closed.
 
-Handlers run on the loop thread (`on_consensus`, `on_transaction`, `on_status`: keep them
-quick, e.g. put the data on a queue) or in a worker thread (`on_get_blocks`, `on_blocks`,
-which read or import blocks); the peer's next frame is read when they return.
+Handlers run on the loop thread (`on_consensus`, `on_transaction`, `on_status`,
+`on_connect`: keep them quick, e.g. put the data on a queue) or in a worker thread
+(`on_get_blocks`, `on_blocks`, which read or import blocks); the peer's next frame is
+read when they return.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from node.p2p.peers import (
     Dispatcher,
     Handlers,
     OnBlocks,
+    OnConnect,
     OnConsensus,
     OnGetBlocks,
     OnStatus,
@@ -160,6 +162,7 @@ class P2PService:
         on_get_blocks: OnGetBlocks | None = None,
         on_blocks: OnBlocks | None = None,
         on_status: OnStatus | None = None,
+        on_connect: OnConnect | None = None,
     ) -> None:
         """`allow(address)`: may this node address connect. `head()`: (number, hash) now."""
         if len(config.address) != 20:
@@ -168,7 +171,7 @@ class P2PService:
         self.allow = allow
         self.head = head
         self.dispatcher = Dispatcher(
-            Handlers(on_consensus, on_transaction, on_get_blocks, on_blocks, on_status),
+            Handlers(on_consensus, on_transaction, on_get_blocks, on_blocks, on_status, on_connect),
             max_blocks_per_frame=config.max_blocks_per_frame, max_frame_size=config.max_frame_size,
         )
         self._server_ctx = server_context(tls)
@@ -519,7 +522,9 @@ class P2PService:
             raise _Refused(f"already connected to 0x{conn.address.hex()}")
         with self._lock:
             self._connections[conn.address] = conn
-        self.dispatcher.call("on_status", conn.address, status)  # registered: it may answer
+        # Registered: frames sent from here on reach the peer.
+        self.dispatcher.call("on_connect", conn.address)
+        self.dispatcher.call("on_status", conn.address, status)
 
     def _check_status(self, conn: _Connection, payload: bytes, *, notify: bool = True) -> Status:
         try:

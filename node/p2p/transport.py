@@ -7,6 +7,8 @@ It adapts a `PeerNetwork` (`P2PService` over TLS, or `MemoryTransport`) to
                       request_blocks      GET_BLOCKS(from, chunk), continued chunk by chunk
                       push_blocks         BLOCKS read from our chain
     peers → runtime   CONSENSUS           runtime.deliver(data)
+                      a peer connects     runtime.peer_connected(peer) (it re-sends what it
+                                          signed this round, which the peer may have missed)
                       BLOCKS              decoded, runtime.deliver_block(block), in order
                       TX                  submit_transaction(raw) (the txpool)
                       GET_BLOCKS          answered from our chain
@@ -21,9 +23,13 @@ Wiring (the transport exists before the runtime, whose inbox it feeds):
     transport.bind_runtime(runtime)
     service.start()
 
-Blocks from sync are handed to the runtime one at a time: the next one only when the
-chain's head has reached the previous one (the runtime executes a synced block on the
-committed head), so a batch of 128 blocks imports in one pass.
+Sync is pipelined: when a chunk of blocks arrives it is handed to the runtime's inbox
+whole (the runtime imports its inbox in order, each block on the head the previous one
+made) and the next chunk is asked for at once, so it travels while this one imports.
+`on_blocks` then returns only once the chunk before this one is imported; a
+connection's frames are read one at a time, so at most two chunks wait in the runtime
+and one on the wire, whatever the gap. The wait is woken by the chain's commits
+(`head_moved`, registered as a chain listener when the chain takes listeners).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from node.errors import NodeError
 from node.p2p.frames import MAX_FRAME_SIZE, Kind, Status, encode_blocks, encode_get_blocks
@@ -56,12 +62,19 @@ class ChainView(Protocol):
     def block_by_number(self, number: int) -> Block | None: ...
 
 
+@runtime_checkable
+class _Listened(Protocol):
+    def add_listener(self, listener: Callable[[Block, list[Any]], None]) -> None: ...
+
+
 class RuntimeInbox(Protocol):
     """Where consensus messages and synced blocks go (`ConsensusRuntime` is one)."""
 
     def deliver(self, data: bytes) -> None: ...
 
     def deliver_block(self, block: Block) -> None: ...
+
+    def peer_connected(self, peer: bytes) -> None: ...
 
 
 REGOSSIP_INTERVAL = 10.0  # seconds between re-sends of long-waiting transactions to a peer
@@ -84,9 +97,10 @@ class P2PTransport:
     ) -> None:
         """`chunk`: blocks per GET_BLOCKS/BLOCKS (the service's `max_blocks_per_frame`).
 
-        `import_timeout`: how long to wait for the runtime to commit one synced block
-        before giving up on the rest of that batch. `request_retry`: how often a peer
-        seen ahead of us (STATUS) is asked for blocks while none arrive.
+        `import_timeout`: how long the chain's head may stand still while synced blocks
+        wait to be imported before the sync is given up (a STATUS restarts it from the
+        head). `request_retry`: how often a peer seen ahead of us (STATUS) is asked for
+        blocks while none arrive.
         """
         self.chain = chain
         self.submit_transaction = submit_transaction
@@ -102,6 +116,14 @@ class P2PTransport:
         self._last_request = float("-inf")
         self._heads: dict[bytes, int] = {}
         self._regossiped: dict[bytes, float] = {}
+        # Sync: the highest block handed to the runtime (it may not be imported yet), and
+        # a condition notified when the chain's head moves. `_sync_lock` keeps the blocks
+        # of two answers (two peers) from interleaving in the runtime's inbox.
+        self._handed = -1
+        self._sync_lock = threading.Lock()
+        self._head_moved = threading.Condition()
+        if isinstance(chain, _Listened):
+            chain.add_listener(lambda block, receipts: self.head_moved())
 
     def attach(self, network: PeerNetwork) -> None:
         self.network = network
@@ -113,7 +135,7 @@ class P2PTransport:
         """Keyword arguments for `P2PService(...)` / `MemoryTransport(...)`."""
         return {"on_consensus": self.on_consensus, "on_transaction": self.on_transaction,
                 "on_get_blocks": self.on_get_blocks, "on_blocks": self.on_blocks,
-                "on_status": self.on_status}
+                "on_status": self.on_status, "on_connect": self.on_connect}
 
     # -- node.runtime.Transport ------------------------------------------------------------
     def broadcast(self, data: bytes) -> None:
@@ -156,6 +178,10 @@ class P2PTransport:
         if self.runtime is not None:
             self.runtime.deliver(data)
 
+    def on_connect(self, peer: bytes) -> None:
+        if self.runtime is not None:
+            self.runtime.peer_connected(peer)
+
     def on_transaction(self, peer: bytes, raw: bytes) -> None:
         if self.submit_transaction is None:
             return
@@ -193,43 +219,69 @@ class P2PTransport:
                 self.network.send(peer, Kind.TX, raw)
         ours = self.chain.head.number
         if status.head_number > ours and due and self.runtime is not None:
+            # Nothing asked for a while: start from the head, even if blocks handed over
+            # earlier were never imported (a duplicate of a queued block is ignored).
+            with self._sync_lock:
+                self._handed = ours
             self.request_blocks(peer, ours + 1)
 
     def on_blocks(self, peer: bytes, blocks: list[bytes]) -> None:
-        """Hand synced blocks to the runtime in order; ask for the next chunk if there is more."""
+        """Hand synced blocks to the runtime in order; ask for the next chunk at once."""
         if self.runtime is None or not blocks:
             return
-        start = self.chain.head.number
-        expected = start + 1
-        for data in blocks:
-            try:
-                block = decode_block(data)
-            except NodeError as exc:
-                log.warning("undecodable block from 0x%s: %s", peer.hex()[:8], exc)
-                break
-            if block.number < expected:
-                continue
-            if block.number != expected:
-                break  # a gap: a later request starts from our head
-            # The runtime imports its inbox in order and commits each block before the
-            # next, so a whole chunk can be queued; we wait once, for the last.
-            self.runtime.deliver_block(block)
-            expected += 1
-        if expected > start + 1 and not self._wait_for_head(expected - 1):
-            log.warning("synced blocks up to %d from 0x%s were not imported within %.1f s",
-                        expected - 1, peer.hex()[:8], self.import_timeout)
-        head = self.chain.head.number
+        with self._sync_lock:
+            start = max(self.chain.head.number, self._handed)
+            expected = start + 1
+            for data in blocks:
+                try:
+                    block = decode_block(data)
+                except NodeError as exc:
+                    log.warning("undecodable block from 0x%s: %s", peer.hex()[:8], exc)
+                    break
+                if block.number < expected:
+                    continue  # already handed over (another answer, or a duplicate)
+                if block.number != expected:
+                    break  # a gap: a later request starts from what we hold
+                self.runtime.deliver_block(block)
+                expected += 1
+            last = expected - 1
+            self._handed = last
+        if last == start:
+            return
         with self._lock:
             peer_head = self._heads.get(peer, 0)
-        if head > start and (len(blocks) >= self.chunk or peer_head > head):
-            self.request_blocks(peer, head + 1)
+        if len(blocks) >= self.chunk or peer_head > last:
+            self.request_blocks(peer, last + 1)
+        # Bounded memory: this connection's next BLOCKS frame is read only after we return,
+        # and we return once the chunk before this one is imported.
+        if not self._wait_for_head(start):
+            head = self.chain.head.number
+            log.warning("synced blocks up to %d from 0x%s were not imported (head %d still after %.1f s)",
+                        last, peer.hex()[:8], head, self.import_timeout)
+            with self._sync_lock:
+                self._handed = head  # start again from the head (a STATUS asks again)
+
+    def head_moved(self) -> None:
+        """The chain committed a block: wake a sync waiting for the head."""
+        with self._head_moved:
+            self._head_moved.notify_all()
 
     def _wait_for_head(self, number: int) -> bool:
+        """Wait until the head reaches `number`; False if it stands still `import_timeout` s."""
         deadline = time.monotonic() + self.import_timeout
-        while self.chain.head.number < number:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.002)
+        with self._head_moved:
+            # Read under the condition: the chain moves its head before it notifies.
+            head = self.chain.head.number
+            while head < number:
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                # Capped: a chain without listeners is polled.
+                self._head_moved.wait(min(deadline - now, 0.05))
+                moved = self.chain.head.number
+                if moved > head:
+                    head = moved
+                    deadline = time.monotonic() + self.import_timeout
         return True
 
 

@@ -12,12 +12,17 @@ as Besu's QBFT. Two hashes are derived from a header:
   committed in and whoever sealed it;
 - the seal hash: keccak256(RLP(header)) with seals = [] and the real round; a commit
   seal is a secp256k1 signature over it.
+
+A `Header` is immutable, so its decoded extraData and both hashes are computed at most
+once per header object and kept on it (`dataclasses.replace` makes a new object, whose
+caches start empty). The caches take no part in equality, `repr` or the RLP encoding.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 
 import rlp
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
@@ -122,17 +127,33 @@ class Header:
     excess_blob_gas: int
     parent_beacon_block_root: bytes
     requests_hash: bytes
+    # Derived once, on first use (see the module docstring): not constructor arguments,
+    # not compared, not encoded. A sync imports each header through a dozen checks that
+    # all need its hash; computing it each time was two thirds of the import's CPU.
+    _extra: QbftExtra | None = field(default=None, init=False, repr=False, compare=False)
+    _block_hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    _seal_hash: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def fields(self) -> list[object]:
-        return [getattr(self, name) for name in self.__slots__]
+        """The 21 header fields in RLP order."""
+        return [getattr(self, name) for name in HEADER_FIELDS]
 
     @property
     def extra(self) -> QbftExtra:
-        return decode_extra(self.extra_data)
+        """The decoded extraData (decoded once); raises `InvalidBlock` if malformed."""
+        extra = self._extra
+        if extra is None:
+            extra = decode_extra(self.extra_data)
+            object.__setattr__(self, "_extra", extra)
+        return extra
 
     @property
     def hash(self) -> bytes:
         return block_hash(self)
+
+
+HEADER_FIELDS = tuple(f.name for f in dataclass_fields(Header) if f.init)
+_EXTRA_INDEX = HEADER_FIELDS.index("extra_data")
 
 
 def encode_header(header: Header) -> bytes:
@@ -148,19 +169,27 @@ def decode_header(data: bytes) -> Header:
 
 
 def _hash_with_extra(header: Header, extra: QbftExtra) -> bytes:
-    return keccak256(encode_header(replace(header, extra_data=encode_extra(extra))))
+    items = header.fields()
+    items[_EXTRA_INDEX] = encode_extra(extra)
+    return keccak256(rlp.encode(items, HEADER_SEDES))
 
 
 def block_hash(header: Header) -> bytes:
-    """The block hash: seals = [] and round = 0 in extraData."""
-    extra = decode_extra(header.extra_data)
-    return _hash_with_extra(header, replace(extra, seals=(), round=0))
+    """The block hash: seals = [] and round = 0 in extraData (computed once per header)."""
+    digest = header._block_hash
+    if digest is None:
+        digest = _hash_with_extra(header, replace(header.extra, seals=(), round=0))
+        object.__setattr__(header, "_block_hash", digest)
+    return digest
 
 
 def seal_hash(header: Header) -> bytes:
-    """What a commit seal signs: the header with seals = [] and the real round."""
-    extra = decode_extra(header.extra_data)
-    return _hash_with_extra(header, replace(extra, seals=()))
+    """What a commit seal signs: the header with seals = [] and the real round (computed once)."""
+    digest = header._seal_hash
+    if digest is None:
+        digest = _hash_with_extra(header, replace(header.extra, seals=()))
+        object.__setattr__(header, "_seal_hash", digest)
+    return digest
 
 
 def recover_seal_signers(header: Header) -> list[bytes]:
@@ -168,8 +197,8 @@ def recover_seal_signers(header: Header) -> list[bytes]:
 
     Raises `InvalidBlock` if a seal is malformed or unrecoverable.
     """
-    extra = decode_extra(header.extra_data)
-    digest = _hash_with_extra(header, replace(extra, seals=()))
+    extra = header.extra
+    digest = seal_hash(header)
     signers = []
     for i, seal in enumerate(extra.seals):
         try:

@@ -201,6 +201,49 @@ def test_commit_seals_recover_their_signers():
         recover_seal_signers(bad)
 
 
+def _fresh_block_hash(header: Header) -> bytes:
+    """The block hash computed from scratch, as the rule says (no cache involved)."""
+    extra = decode_extra(header.extra_data)
+    return keccak256(encode_header(replace(header, extra_data=encode_extra(replace(extra, seals=(), round=0)))))
+
+
+def _fresh_seal_hash(header: Header) -> bytes:
+    extra = decode_extra(header.extra_data)
+    return keccak256(encode_header(replace(header, extra_data=encode_extra(replace(extra, seals=())))))
+
+
+def test_cached_hashes_equal_freshly_computed_ones():
+    header = make_header(QbftExtra(b"\x07" * 32, VALIDATORS, Vote(b"\x44" * 20, True), 3, (b"\x05" * 65,)))
+    first = block_hash(header)
+    assert first == _fresh_block_hash(header) == block_hash(header) == header.hash
+    assert seal_hash(header) == _fresh_seal_hash(header) == seal_hash(header)
+    assert header.extra == decode_extra(header.extra_data)
+    # A decoded copy (no cache yet) agrees, and the cache changes neither equality nor RLP.
+    copy = decode_header(encode_header(header))
+    assert copy == header and hash(copy) == hash(header)
+    assert encode_header(copy) == encode_header(header)
+    assert block_hash(copy) == first and seal_hash(copy) == seal_hash(header)
+    assert "_block_hash" not in repr(header)
+
+
+def test_a_replaced_header_has_its_own_hashes():
+    header = make_header(QbftExtra(b"\x00" * 32, VALIDATORS, None, 1, ()))
+    old_hash, old_seal = block_hash(header), seal_hash(header)
+    assert header.extra.round == 1
+    for changed in (replace(header, number=header.number + 1), replace(header, timestamp=1),
+                    replace(header, extra_data=encode_extra(QbftExtra(b"\x01" * 32, VALIDATORS, None, 1, ())))):
+        assert block_hash(changed) == _fresh_block_hash(changed) != old_hash
+        assert seal_hash(changed) == _fresh_seal_hash(changed) != old_seal
+        assert changed.extra == decode_extra(changed.extra_data)
+    # Another round: the same block hash, its own seal hash and decoded extraData.
+    reround = replace(header, extra_data=encode_extra(QbftExtra(b"\x00" * 32, VALIDATORS, None, 2, ())))
+    assert block_hash(reround) == old_hash
+    assert seal_hash(reround) == _fresh_seal_hash(reround) != old_seal
+    assert reround.extra.round == 2 and header.extra.round == 1
+    with pytest.raises(ValueError):
+        replace(header, _block_hash=b"\x00" * 32)  # a cache is never a constructor argument
+
+
 @settings(max_examples=50, deadline=None)
 @given(number=st.integers(0, 2**63), ts=st.integers(0, 2**63), gas=st.integers(0, 2**63),
        round_=st.integers(0, 2**32), vanity=st.binary(min_size=32, max_size=32))

@@ -75,9 +75,13 @@ class FakeRuntime:
     chain: FakeChain
     messages: list[bytes] = field(default_factory=list)
     offered: list[int] = field(default_factory=list)
+    connected: list[bytes] = field(default_factory=list)
 
     def deliver(self, data: bytes) -> None:
         self.messages.append(data)
+
+    def peer_connected(self, peer: bytes) -> None:
+        self.connected.append(peer)
 
     def deliver_block(self, block: Block) -> None:
         self.offered.append(block.number)
@@ -157,15 +161,117 @@ def test_unimportable_blocks_stop_the_batch() -> None:
     fork[1] = Block(replace(fork[1].header, timestamp=999), ())  # another block 1
     net = MemoryNetwork()
     side(net, A, full).endpoint.start()
-    behind = side(net, B, full[:1])
-    behind.transport.request_retry = 1e9
-    behind.endpoint.start()
-    net.flush()
-    behind.chain.blocks[1:] = []
+    behind = side(net, B, full[:1])  # not started: no STATUS, no sync of its own
     behind.transport.on_blocks(A, [encode_block(fork[1]), encode_block(full[2]), b"\xc0"])
     assert behind.chain.head.number == 1 and behind.chain.blocks[1] == fork[1]
+    assert behind.runtime.offered == [1, 2]  # the undecodable one ended the batch
     behind.transport.on_blocks(A, [b"not rlp"])  # logged, nothing delivered
     assert behind.chain.head.number == 1
+
+
+def test_blocks_handed_over_but_never_imported_are_asked_for_again() -> None:
+    full = make_chain(8)
+    net = MemoryNetwork()
+    ahead = side(net, A, full)
+    behind = side(net, B, full[:1])
+    refused = [2]  # the runtime rejects the first copy of block 2 it is offered
+    deliver = behind.runtime.deliver_block
+
+    def picky(block: Block) -> None:
+        if block.number in refused:
+            refused.remove(block.number)
+            behind.runtime.offered.append(block.number)
+            return
+        deliver(block)
+
+    behind.runtime.deliver_block = picky  # type: ignore[method-assign]
+    ahead.endpoint.start()
+    behind.endpoint.start()
+    net.flush()  # blocks 1-4 handed over, 1 imported; 5-7 wait for the head, which stands still
+    assert behind.chain.head.number == 1
+    behind.transport.request_retry = 0.0  # the next STATUS asks again, from the head
+    behind.transport.on_status(A, ahead.endpoint.status())
+    net.flush()
+    assert behind.chain.head.number == 7
+
+
+class QueuedRuntime:
+    """Imports synced blocks in its own thread, slowly, as the consensus runtime does."""
+
+    def __init__(self, chain: FakeChain, per_block: float) -> None:
+        self.chain = chain
+        self.per_block = per_block
+        self.inbox: list[Block] = []
+        self.most_waiting = 0
+        self.cond = threading.Condition()
+        self.stopped = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def deliver(self, data: bytes) -> None:
+        pass
+
+    def peer_connected(self, peer: bytes) -> None:
+        pass
+
+    def deliver_block(self, block: Block) -> None:
+        with self.cond:
+            self.inbox.append(block)
+            self.most_waiting = max(self.most_waiting, len(self.inbox))
+            self.cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.inbox and not self.stopped:
+                    self.cond.wait()
+                if self.stopped:
+                    return
+                block = self.inbox.pop(0)
+            time.sleep(self.per_block)
+            if block.header.parent_hash == self.chain.blocks[-1].hash:
+                self.chain.blocks.append(block)
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify()
+
+
+def test_sync_asks_for_the_next_chunk_while_this_one_imports_and_holds_at_most_two() -> None:
+    chunk = 4
+    full = make_chain(41)
+    net = MemoryNetwork()
+    ahead = side(net, A, full, chunk=chunk)
+    behind = side(net, B, full[:1], chunk=chunk)
+    runtime = QueuedRuntime(behind.chain, per_block=0.01)
+    behind.transport.bind_runtime(runtime)
+    behind.transport.import_timeout = 5.0
+    asked: list[tuple[int, int]] = []  # (from height, our head then)
+    request = behind.transport.request_blocks
+
+    def recording(peer: bytes, from_height: int) -> None:
+        asked.append((from_height, behind.chain.head.number))
+        request(peer, from_height)
+
+    behind.transport.request_blocks = recording  # type: ignore[method-assign]
+    try:
+        ahead.endpoint.start()
+        behind.endpoint.start()
+        deadline = time.monotonic() + 10
+        while behind.chain.head.number < 40:
+            assert time.monotonic() < deadline, "sync did not finish"
+            net.flush()
+            time.sleep(0.005)
+    finally:
+        runtime.stop()
+    assert behind.chain.blocks == full
+    froms = [f for f, _ in asked]
+    assert froms == list(range(1, 41, chunk)) + [41][: len(froms) - 10]
+    # Pipelined: most chunks were asked for before the one before them was imported...
+    assert sum(1 for f, head in asked[1:] if head < f - 1) >= 5
+    # ...and never more than two chunks waited in the runtime.
+    assert runtime.most_waiting <= 2 * chunk
 
 
 def test_consensus_messages_and_transactions_reach_the_runtime_and_the_pool() -> None:
@@ -188,6 +294,8 @@ def test_consensus_messages_and_transactions_reach_the_runtime_and_the_pool() ->
     net.flush()
     assert b.runtime.messages == [b"qbft-1", b"qbft-2"] and a.runtime.messages == [b"qbft-3"]
     assert a.submitted == [b"\x02tx"]
+    # Each side's runtime learnt of the connection (it re-sends its current round's messages).
+    assert a.runtime.connected == [B] and b.runtime.connected == [A]
 
 
 def test_an_unattached_transport_is_a_quiet_no_peers() -> None:
@@ -221,7 +329,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
 
 
 class Validator:
-    def __init__(self, net: MemoryNetwork, key: bytes, genesis: GenesisConfig) -> None:
+    def __init__(self, net: MemoryNetwork, key: bytes, genesis: GenesisConfig, *,
+                 round_timeout: float = 1.0) -> None:
         self.node = NodeService(NodeConfig(data_dir=None), genesis, validator_key=key)
         self.transport = P2PTransport(self.node.chain, submit_transaction=self.node.submit_raw_transaction,
                                       request_retry=0.2)
@@ -232,7 +341,8 @@ class Validator:
             head=lambda: (chain.head.number, chain.head.hash), **self.transport.handlers(),  # type: ignore[arg-type]
         )
         self.transport.attach(self.endpoint)
-        config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=1.0, sync_retry=0.2)
+        config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=round_timeout,
+                            sync_retry=0.2)
         runtime = self.node.start_consensus(config, self.transport)
         self.transport.bind_runtime(runtime)
         self.endpoint.start()
@@ -286,3 +396,29 @@ def test_four_validators_decide_together_and_a_late_one_catches_up_by_sync() -> 
             v.close()
         net.stop()
     assert threading.active_count() < 50
+
+
+def test_a_proposal_sent_before_the_peers_connected_reaches_them_when_they_do() -> None:
+    """The first proposal after a network starts is not lost (it was, before the round's
+    own messages were re-sent to a peer on connect: round 0 then timed out)."""
+    genesis = GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in KEYS),
+                            enrolments=dev_genesis().enrolments)
+    net = MemoryNetwork()
+    net.start()
+    validators: list[Validator] = []
+    try:
+        # KEYS[0] (lowest address) proposes height 1 in round 0; it runs alone at first.
+        first = Validator(net, KEYS[0], genesis, round_timeout=30.0)
+        validators.append(first)
+        first.submit(raw_tx(0))
+        runtime = first.node.runtime
+        assert runtime is not None
+        wait_for(lambda: 0 in runtime.node.h.proposals)  # proposed, to nobody
+        validators += [Validator(net, key, genesis, round_timeout=30.0) for key in KEYS[1:]]
+        wait_for(lambda: all(v.node.chain.head.number >= 1 for v in validators), timeout=10.0)
+        assert_agreement(validators)
+        assert all(v.node.chain.head.extra.round == 0 for v in validators)
+    finally:
+        for v in validators:
+            v.close()
+        net.stop()

@@ -27,6 +27,7 @@ import rlp
 
 from node.crypto import decode_signature, encode_signature, keccak256, recover_address, sign_hash
 from node.errors import NodeError
+from node.types._rlp import rlp_list
 from node.types.blocks import Block, decode_block, encode_block
 
 PROPOSAL = 0x12
@@ -193,14 +194,16 @@ Message = ProposalMsg | PrepareMsg | CommitMsg | RoundChangeMsg
 
 def encode_message(msg: Message) -> bytes:
     """Wire bytes of a message."""
+    # The block goes in as its (cached) encoding, not decoded and re-encoded by pyrlp.
     if isinstance(msg, ProposalMsg):
-        return rlp.encode([PROPOSAL, encode_signed(msg.signed), rlp.decode(encode_block(msg.block)),
-                           [encode_signed(s) for s in msg.round_changes],
-                           [encode_signed(s) for s in msg.prepares]])
+        return rlp_list(rlp.encode(PROPOSAL) + rlp.encode(encode_signed(msg.signed))
+                        + encode_block(msg.block)
+                        + rlp.encode([encode_signed(s) for s in msg.round_changes])
+                        + rlp.encode([encode_signed(s) for s in msg.prepares]))
     if isinstance(msg, RoundChangeMsg):
-        block: object = rlp.decode(encode_block(msg.block)) if msg.block is not None else b""
-        return rlp.encode([ROUND_CHANGE, encode_signed(msg.signed), block,
-                           [encode_signed(s) for s in msg.prepares]])
+        block = encode_block(msg.block) if msg.block is not None else rlp.encode(b"")
+        return rlp_list(rlp.encode(ROUND_CHANGE) + rlp.encode(encode_signed(msg.signed)) + block
+                        + rlp.encode([encode_signed(s) for s in msg.prepares]))
     return rlp.encode([msg.signed.code, encode_signed(msg.signed)])
 
 

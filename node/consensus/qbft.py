@@ -78,6 +78,7 @@ from node.crypto import (
     sign_hash,
 )
 from node.errors import InvalidBlock
+from node.types._rlp import rlp_list
 from node.types.blocks import Block, decode_block, encode_block
 from node.types.headers import (
     Header,
@@ -809,8 +810,8 @@ class QbftNode:
 
 
 def _encode_prepared(p: _Prepared) -> bytes:
-    return rlp.encode([p.round, rlp.decode(encode_block(p.block)), p.digest,
-                       [encode_signed(s) for s in p.prepares]])
+    return rlp_list(rlp.encode(p.round) + encode_block(p.block) + rlp.encode(p.digest)
+                    + rlp.encode([encode_signed(s) for s in p.prepares]))
 
 
 def _decode_prepared(data: bytes) -> _Prepared:

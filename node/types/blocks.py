@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import rlp
 
@@ -18,6 +18,9 @@ from node.types.transactions import SignedTransaction, decode_transaction
 class Block:
     header: Header
     transactions: tuple[SignedTransaction, ...]
+    # The wire encoding, made once per object (`encode_block`): a proposal, its WAL record,
+    # the stored block and sync all need it. `dataclasses.replace` starts a new cache.
+    _encoded: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def number(self) -> int:
@@ -92,14 +95,18 @@ def _trie_node(entries: list[tuple[bytes, bytes]], depth: int) -> bytes:
     return rlp_list(b"".join(slots) + value)
 
 
+def _tx_list(transactions: Sequence[SignedTransaction]) -> bytes:
+    # In a block body a legacy transaction is an RLP list (its raw bytes as they are), a
+    # typed one a byte string. Concatenated, not decoded and re-encoded by pyrlp.
+    return rlp_list(b"".join(t.raw if t.raw[0] >= 0xC0 else rlp_bytes(t.raw) for t in transactions))
+
+
+_EMPTY_LIST = b"\xc0"
+
+
 def encode_body(transactions: Sequence[SignedTransaction]) -> bytes:
     """Block body as stored: [[tx…], ommers=[], withdrawals=[]]; typed txs as byte strings."""
-    return rlp.encode([[_tx_item(t.raw) for t in transactions], [], []])
-
-
-def _tx_item(raw: bytes) -> object:
-    # In a block body a legacy transaction is an RLP list, a typed one a byte string.
-    return rlp.decode(raw) if raw[0] >= 0xC0 else raw
+    return rlp_list(_tx_list(transactions) + _EMPTY_LIST + _EMPTY_LIST)
 
 
 def decode_body(data: bytes) -> tuple[SignedTransaction, ...]:
@@ -114,10 +121,13 @@ def decode_body(data: bytes) -> tuple[SignedTransaction, ...]:
 
 
 def encode_block(block: Block) -> bytes:
-    """Wire form: RLP([header, [tx…], ommers, withdrawals])."""
-    return rlp.encode(
-        [rlp.decode(encode_header(block.header)), [_tx_item(t.raw) for t in block.transactions], [], []]
-    )
+    """Wire form: RLP([header, [tx…], ommers, withdrawals]), made once per Block object."""
+    encoded = block._encoded
+    if encoded is None:
+        encoded = rlp_list(encode_header(block.header) + _tx_list(block.transactions)
+                           + _EMPTY_LIST + _EMPTY_LIST)
+        object.__setattr__(block, "_encoded", encoded)
+    return encoded
 
 
 def decode_block(data: bytes) -> Block:

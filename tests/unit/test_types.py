@@ -273,6 +273,27 @@ def test_block_roundtrip_keeps_typed_and_legacy_transactions():
     assert [t.sender for t in decoded.transactions] == [SENDER, SENDER]
 
 
+def _pyrlp_block(block: Block) -> bytes:
+    """The block encoding as pyrlp makes it from decoded items (the reference)."""
+    items = [rlp.decode(t.raw) if t.raw[0] >= 0xC0 else t.raw for t in block.transactions]
+    return rlp.encode([rlp.decode(encode_header(block.header)), items, [], []])
+
+
+@pytest.mark.parametrize("kinds", ["", "L", "D", "LDLD", "DDDL" * 8])
+def test_block_and_body_encodings_equal_pyrlps(kinds):
+    from node.types.blocks import encode_body
+
+    makers = {"L": legacy, "D": dynamic}
+    txs = tuple(decode_transaction(makers[k](nonce=i)) for i, k in enumerate(kinds))
+    block = Block(make_header(QbftExtra(b"\x00" * 32, VALIDATORS, None, 3, ())), txs)
+    assert encode_block(block) == _pyrlp_block(block)
+    assert encode_block(block) is encode_block(block)  # made once per object
+    items = [rlp.decode(t.raw) if t.raw[0] >= 0xC0 else t.raw for t in txs]
+    assert encode_body(txs) == rlp.encode([items, [], []])
+    other = replace(block, transactions=txs[:1])
+    assert encode_block(other) == _pyrlp_block(other)  # a replaced block has its own encoding
+
+
 # -- ordered trie root (transactions and receipts roots) ------------------------------------
 def _hexary_trie_root(items: list[bytes]) -> bytes:
     """The reference: py-trie's HexaryTrie, one insert per item (the former implementation)."""

@@ -44,6 +44,7 @@ from node.execution.chaincode import GOVERNANCE, BlockInfo, ChaincodeCall, Chain
 from node.genesis import GenesisConfig
 from node.storage.base import KeyValueStore
 from node.storage.chain_store import CHAINCODE
+from node.types._rlp import rlp_bytes, rlp_list
 
 __all__ = ["COMMITMENT_KEY", "NativeChaincodeHost", "NativeSession", "StaleChaincodeState",
            "block_commitment"]
@@ -60,30 +61,12 @@ class StaleChaincodeState(ExecutionError):
     """The chaincode state asked for is not the one the store holds (not the head)."""
 
 
-def _rlp_length(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes([offset + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([offset + 55 + len(size)]) + size
-
-
-def _rlp_bytes(value: bytes) -> bytes:
-    if len(value) == 1 and value[0] < 0x80:
-        return value
-    return _rlp_length(len(value), 0x80) + value
-
-
-def _rlp_list(encoded_items: list[bytes]) -> bytes:
-    body = b"".join(encoded_items)
-    return _rlp_length(len(body), 0xC0) + body
-
-
 def _rlp_pairs(values: Mapping[bytes, bytes]) -> bytes:
     """RLP([[key without the keyspace byte, value] for keys in order]) (pyrlp's encoding,
     written out: pyrlp costs ~15 µs per pair, this ~1)."""
     skip = len(CHAINCODE)
-    return _rlp_list([_rlp_list([_rlp_bytes(key[skip:]), _rlp_bytes(values[key])])
-                      for key in sorted(values)])
+    return rlp_list(b"".join(rlp_list(rlp_bytes(key[skip:]) + rlp_bytes(values[key]))
+                             for key in sorted(values)))
 
 
 def block_commitment(parent: bytes, reads: Mapping[bytes, bytes], net_writes: Mapping[bytes, bytes]) -> bytes:
@@ -91,7 +74,7 @@ def block_commitment(parent: bytes, reads: Mapping[bytes, bytes], net_writes: Ma
     writes; full store keys, b"" = absent or deleted."""
     if not reads and not net_writes:
         return parent
-    return keccak256(parent + keccak256(_rlp_list([_rlp_pairs(reads), _rlp_pairs(net_writes)])))
+    return keccak256(parent + keccak256(rlp_list(_rlp_pairs(reads) + _rlp_pairs(net_writes))))
 
 
 class _NoStore:

@@ -31,7 +31,8 @@ from client_sdk._anchor import (
     Trust,
     verify_receipt,
 )
-from client_sdk._errors import ClientError, Refused, VerificationFailed
+from client_sdk._cli import BadArgument, add_key_options, guarded, positive_int, read_key
+from client_sdk._errors import ClientError, VerificationFailed
 from client_sdk._ledger import Signer
 from client_sdk._rpc import DEFAULT_URL
 
@@ -41,10 +42,6 @@ RECEIPT_SUFFIX = ".receipt.json"
 _CHUNK = 1 << 20
 
 
-class _BadArgument(Exception):
-    """A bad argument found after parsing (a missing file, a malformed key): exit 2."""
-
-
 def _file_hash(path: Path) -> bytes:
     digest = hashlib.sha256()
     try:
@@ -52,19 +49,8 @@ def _file_hash(path: Path) -> bytes:
             while chunk := f.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        raise _BadArgument(f"cannot read {path}: {exc.strerror}") from exc
+        raise BadArgument(f"cannot read {path}: {exc.strerror}") from exc
     return digest.digest()
-
-
-def _key(args: argparse.Namespace) -> str:
-    if args.key_file is not None:
-        try:
-            return str(args.key_file.read_text().strip())
-        except OSError as exc:
-            raise _BadArgument(f"cannot read the key file {args.key_file}: {exc.strerror}") from exc
-    if args.key is None:
-        raise _BadArgument("anchoring signs a transaction: give --key HEX or --key-file F")
-    return str(args.key)
 
 
 class _ProgressBar:
@@ -100,18 +86,18 @@ def _run_submit(args: argparse.Namespace) -> int:
     names: dict[str, Path] = {}
     for path in args.files:
         if path.name in names:
-            raise _BadArgument(f"two files are named {path.name} ({names[path.name]} and {path}): "
+            raise BadArgument(f"two files are named {path.name} ({names[path.name]} and {path}): "
                                "their receipts would overwrite each other")
         names[path.name] = path
     try:
-        signer = Signer.from_key(_key(args))
+        signer = Signer.from_key(read_key(args))
     except ClientError as exc:
-        raise _BadArgument(str(exc)) from exc
+        raise BadArgument(str(exc)) from exc
     if not args.receipts.is_dir():
         try:
             args.receipts.mkdir(parents=True)
         except OSError as exc:
-            raise _BadArgument(f"cannot create the receipts directory {args.receipts}: {exc.strerror}") from exc
+            raise BadArgument(f"cannot create the receipts directory {args.receipts}: {exc.strerror}") from exc
     hashes = [_file_hash(path) for path in args.files]
     anchorer = Anchorer(args.rpc, signer, batch_size=args.batch_size, meta=args.meta)
     bar = _ProgressBar(sys.stderr)
@@ -145,12 +131,12 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 def _run_verify(args: argparse.Namespace) -> int:
     if args.file and len(args.file) != len(args.receipts):
-        raise _BadArgument(f"give --file once per receipt, in the same order "
+        raise BadArgument(f"give --file once per receipt, in the same order "
                            f"({len(args.receipts)} receipt(s), {len(args.file)} --file)")
     try:
         trust = Trust.from_network_json(args.trust)
     except VerificationFailed as exc:
-        raise _BadArgument(exc.reason) from exc
+        raise BadArgument(exc.reason) from exc
     records: list[bytes | None] = [None] * len(args.receipts)
     results: list[dict[str, Any]] = []
     for i, path in enumerate(args.receipts):
@@ -191,37 +177,6 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0 if valid else 1
 
 
-def _guarded(run: Any) -> Any:
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return int(run(args))
-        except _BadArgument as exc:
-            sys.stderr.write(f"rxledger: error: {exc}\n")
-            return 2
-        except Refused as exc:
-            if getattr(args, "json", False):
-                print(json.dumps({"error": "refused", "reason": exc.reason, "tx": exc.tx_hash}))
-            where = f" (transaction {exc.tx_hash})" if exc.tx_hash else ""
-            sys.stderr.write(f"rxledger: refused: {exc.reason}{where}\n")
-            return 1
-        except ClientError as exc:
-            if getattr(args, "json", False):
-                print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-            sys.stderr.write(f"rxledger: {exc}\n")
-            return 1
-    return handler
-
-
-def _batch_size(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {number}")
-    return number
-
-
 def _meta(value: str) -> bytes:
     try:
         raw = bytes.fromhex(value.removeprefix("0x"))
@@ -244,15 +199,13 @@ def add_anchor_commands(
     submit.add_argument("--receipts", type=Path, required=True, metavar="DIR",
                         help=f"write DIR/<file name>{RECEIPT_SUFFIX} for each file")
     submit.add_argument("--rpc", default=DEFAULT_URL, help="the node's JSON-RPC URL (default %(default)s)")
-    key = submit.add_mutually_exclusive_group()
-    key.add_argument("--key", metavar="HEX", help="the signing (enrolled) account's private key")
-    key.add_argument("--key-file", type=Path, metavar="F", help="a file holding the private key (hex)")
-    submit.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE, metavar="N",
+    add_key_options(submit, "the signing (enrolled) account")
+    submit.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                         help="at most N files per Merkle tree and transaction (default %(default)s)")
     submit.add_argument("--meta", type=_meta, default=ZERO32, metavar="HEX",
                         help="a word of at most 32 bytes anchored with each root (default zero)")
     submit.add_argument("--json", action="store_true", help="print one JSON object")
-    submit.set_defaults(handler=_guarded(_run_submit))
+    submit.set_defaults(handler=guarded(_run_submit))
 
     verify = sub.add_parser("verify", help="check receipts offline against the consortium's validators")
     verify.add_argument("receipts", nargs="+", type=Path, metavar="RECEIPT")
@@ -261,4 +214,4 @@ def add_anchor_commands(
     verify.add_argument("--file", type=Path, action="append", default=[], metavar="F",
                         help="also check that F is the anchored record (once per receipt, in order)")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
-    verify.set_defaults(handler=_guarded(_run_verify))
+    verify.set_defaults(handler=guarded(_run_verify))

@@ -8,59 +8,43 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from client_sdk._cli import (
+    BadArgument,
+    add_key_options,
+    guarded,
+    positive_int,
+    read_bytes,
+    read_key,
+)
 from client_sdk._commitment import DEV_CONSORTIUM_KEY
-from client_sdk._errors import ClientError, Refused
 from client_sdk._fhir import ScheduleTable
 from client_sdk._prescriptions import Hospital, Pharmacy, PrescriptionRecord, Regulator, format_time
 from client_sdk._rpc import DEFAULT_URL
 
-__all__ = ["add_rx_commands", "read_key_arg"]
-
-
-class _BadArgument(Exception):
-    """A bad argument found after parsing (a missing file, a malformed key): exit 2."""
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise _BadArgument(f"cannot read {what} {path}: {exc.strerror}") from exc
-
-
-def read_key_arg(args: argparse.Namespace, *, required: bool = True) -> str | None:
-    """The signing key from `--key HEX` or `--key-file F` (hex, optionally 0x-prefixed)."""
-    if args.key_file is not None:
-        return _read(args.key_file, "the key file").decode().strip()
-    if args.key is None and required:
-        raise _BadArgument("this command signs a transaction: give --key HEX or --key-file F")
-    return str(args.key) if args.key is not None else None
+__all__ = ["add_rx_commands"]
 
 
 def _consortium_key(args: argparse.Namespace) -> bytes:
     if args.consortium_key_file is None:
         return DEV_CONSORTIUM_KEY
-    raw = _read(args.consortium_key_file, "the consortium key file").strip()
+    raw = read_bytes(args.consortium_key_file, "the consortium key file").strip()
     try:
         key = bytes.fromhex(raw.decode().removeprefix("0x"))
     except ValueError:
         key = raw
     if len(key) < 16:
-        raise _BadArgument("the consortium key must be at least 16 bytes (hex or raw)")
+        raise BadArgument("the consortium key must be at least 16 bytes (hex or raw)")
     return key
 
 
 def _common(parser: argparse.ArgumentParser, *, signs: bool = True) -> None:
     parser.add_argument("--rpc", default=DEFAULT_URL, help="the node's JSON-RPC URL (default %(default)s)")
     if signs:
-        key = parser.add_mutually_exclusive_group()
-        key.add_argument("--key", metavar="HEX", help="the signing account's private key")
-        key.add_argument("--key-file", type=Path, metavar="F", help="a file holding the private key (hex)")
+        add_key_options(parser)
     parser.add_argument("--consortium-key-file", type=Path, metavar="F",
                         help="the consortium's pseudonym key (default: the public dev-chain key)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -89,11 +73,11 @@ def _kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_issue(args: argparse.Namespace) -> int:
-    document = _read(args.fhir, "the FHIR file")
-    schedules = (ScheduleTable.from_json(_read(args.schedules, "the schedule table").decode())
+    document = read_bytes(args.fhir, "the FHIR file")
+    schedules = (ScheduleTable.from_json(read_bytes(args.schedules, "the schedule table").decode())
                  if args.schedules else None)
-    seal = _read(args.seal_to, "the pharmacy's public key") if args.seal_to else None
-    hospital = Hospital(args.rpc, read_key_arg(args), schedules=schedules, **_kwargs(args))
+    seal = read_bytes(args.seal_to, "the pharmacy's public key") if args.seal_to else None
+    hospital = Hospital(args.rpc, read_key(args), schedules=schedules, **_kwargs(args))
     issued = hospital.issue(document, pharmacy_key=seal)
     token = issued.token.to_json()
     if args.token_out:
@@ -112,7 +96,7 @@ def _run_issue(args: argparse.Namespace) -> int:
 
 
 def _run_transition(args: argparse.Namespace) -> int:
-    hospital = Hospital(args.rpc, read_key_arg(args), **_kwargs(args))
+    hospital = Hospital(args.rpc, read_key(args), **_kwargs(args))
     action = args.rx_command
     if action == "review":
         tx = hospital.review(args.rx, approve=args.reject is None, reason=args.reject or "")
@@ -135,11 +119,11 @@ def _run_transition(args: argparse.Namespace) -> int:
 
 
 def _token_key(args: argparse.Namespace) -> bytes | None:
-    return _read(args.token_key, "the pharmacy's token key") if args.token_key else None
+    return read_bytes(args.token_key, "the pharmacy's token key") if args.token_key else None
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    token = _read(args.token, "the token")
+    token = read_bytes(args.token, "the token")
     pharmacy = Pharmacy(args.rpc, None, token_key=_token_key(args), **_kwargs(args))
     check = pharmacy.verify(token)
     obj: dict[str, Any] = {"rxId": check.rx_id, "dispensable": check.dispensable,
@@ -157,9 +141,9 @@ def _run_verify(args: argparse.Namespace) -> int:
 
 
 def _run_dispense(args: argparse.Namespace) -> int:
-    token = _read(args.token, "the token")
-    document = _read(args.fhir, "the FHIR file") if args.fhir else None
-    pharmacy = Pharmacy(args.rpc, read_key_arg(args), token_key=_token_key(args), **_kwargs(args))
+    token = read_bytes(args.token, "the token")
+    document = read_bytes(args.fhir, "the FHIR file") if args.fhir else None
+    pharmacy = Pharmacy(args.rpc, read_key(args), token_key=_token_key(args), **_kwargs(args))
     result = pharmacy.dispense(token, document, quantity=args.quantity)
     record = pharmacy.get(result.rx_id)
     obj = {"rxId": result.rx_id, "fillNumber": result.fill_number, "quantity": result.quantity,
@@ -197,37 +181,6 @@ def _run_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        try:
-            return run(args)
-        except _BadArgument as exc:
-            sys.stderr.write(f"rxledger: error: {exc}\n")
-            return 2
-        except Refused as exc:
-            reason = exc.reason + (f" (transaction {exc.tx_hash})" if exc.tx_hash else "")
-            if getattr(args, "json", False):
-                print(json.dumps({"error": "refused", "reason": exc.reason, "tx": exc.tx_hash}))
-            sys.stderr.write(f"rxledger: refused: {reason}\n")
-            return 1
-        except ClientError as exc:
-            if getattr(args, "json", False):
-                print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-            sys.stderr.write(f"rxledger: {exc}\n")
-            return 1
-    return handler
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {number}")
-    return number
-
-
 def add_rx_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     """Add `rx` and its subcommands to `commands` (the result of `add_subparsers`)."""
     rx = commands.add_parser("rx", help="prescriptions: issue, review, verify, dispense, history")
@@ -241,7 +194,7 @@ def add_rx_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) 
     issue.add_argument("--schedules", type=Path, metavar="TABLE.json",
                        help='controlled-substance table: [{"system":…,"code":…,"schedule":2}]')
     _common(issue)
-    issue.set_defaults(handler=_guarded(_run_issue))
+    issue.set_defaults(handler=guarded(_run_issue))
 
     review = sub.add_parser("review", help="a hospital pharmacist's review: approve or reject")
     review.add_argument("--rx", required=True, metavar="ID")
@@ -249,7 +202,7 @@ def add_rx_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) 
     verdict.add_argument("--approve", action="store_true")
     verdict.add_argument("--reject", metavar="REASON")
     _common(review)
-    review.set_defaults(handler=_guarded(_run_transition))
+    review.set_defaults(handler=guarded(_run_transition))
 
     for name, text in (("hold", "put an active prescription on hold"),
                        ("cancel", "cancel a prescription with no fill"),
@@ -259,35 +212,35 @@ def add_rx_commands(commands: Any, parser_class: type[argparse.ArgumentParser]) 
         p.add_argument("--rx", required=True, metavar="ID")
         p.add_argument("--reason", default="", help="at most 32 bytes")
         _common(p)
-        p.set_defaults(handler=_guarded(_run_transition))
+        p.set_defaults(handler=guarded(_run_transition))
     resume = sub.add_parser("resume", help="resume a prescription on hold")
     resume.add_argument("--rx", required=True, metavar="ID")
     _common(resume)
-    resume.set_defaults(handler=_guarded(_run_transition))
+    resume.set_defaults(handler=guarded(_run_transition))
 
     verify = sub.add_parser("verify", help="check a presented token against the ledger")
     verify.add_argument("--token", type=Path, required=True, metavar="F")
     verify.add_argument("--token-key", type=Path, metavar="KEY.pem",
                         help="the pharmacy's private key for an encrypted token")
     _common(verify, signs=False)
-    verify.set_defaults(handler=_guarded(_run_verify))
+    verify.set_defaults(handler=guarded(_run_verify))
 
     dispense = sub.add_parser("dispense", help="record a fill")
     dispense.add_argument("--token", type=Path, required=True, metavar="F")
     what = dispense.add_mutually_exclusive_group(required=True)
     what.add_argument("--fhir", type=Path, metavar="MEDDISPENSE.json")
-    what.add_argument("--quantity", type=_positive, metavar="N")
+    what.add_argument("--quantity", type=positive_int, metavar="N")
     dispense.add_argument("--token-key", type=Path, metavar="KEY.pem")
     _common(dispense)
-    dispense.set_defaults(handler=_guarded(_run_dispense))
+    dispense.set_defaults(handler=guarded(_run_dispense))
 
     history = sub.add_parser("history", help="every event of a prescription")
     history.add_argument("--rx", required=True, metavar="ID")
     _common(history, signs=False)
-    history.set_defaults(handler=_guarded(_run_history))
+    history.set_defaults(handler=guarded(_run_history))
 
     keygen = sub.add_parser("keygen", help="make a pharmacy's X25519 key pair for encrypted tokens")
     keygen.add_argument("--out", type=Path, required=True, metavar="PREFIX",
                         help="writes PREFIX.key.pem and PREFIX.pub.pem")
     keygen.add_argument("--json", action="store_true")
-    keygen.set_defaults(handler=_guarded(_run_keygen))
+    keygen.set_defaults(handler=guarded(_run_keygen))

@@ -91,7 +91,7 @@ from node.consensus.validators import validators_commitment
 from node.crypto import keccak256
 from node.errors import InvalidBlock, InvalidTransaction
 from node.rpc.formatting import header_from_rpc
-from node.types.headers import Header, block_hash, decode_extra, decode_header, encode_header
+from node.types.headers import Header, block_hash, decode_header, encode_header
 from node.types.receipts import Log, Receipt, decode_receipt, encode_receipt
 from node.types.transactions import decode_transaction
 
@@ -472,7 +472,7 @@ class Trust:
                 state = verify_header(state, header)
             except LightClientError as exc:
                 raise VerificationFailed(f"trust: {exc.reason}") from exc
-            validators = decode_extra(header.extra_data).validators
+            validators = header.extra.validators
             if not self._segments or self._segments[-1][1] != tuple(sorted(validators)):
                 self._segments.append((header.number, tuple(sorted(validators))))
             self._hashes[header.number] = state.block_hash
@@ -681,7 +681,7 @@ def _check_seals(a: AnchorProof, header: Header, trust: Trust) -> None:
             f"block {header.number} is not the block the trusted headers have at that height"
         )
     try:
-        listed = decode_extra(header.extra_data).validators
+        listed = header.extra.validators
     except InvalidBlock as exc:
         raise VerificationFailed(f"header: {exc}") from None
     validators = trust.validators_at(header.number, listed)
@@ -895,7 +895,7 @@ def _anchor_flow(
         # Check what the node gave us once per batch, so a receipt we hand out verifies.
         try:
             header = _check_anchoring_in_block(anchor, expected_chain_id=chain_id)
-            verify_final_header(decode_extra(header.extra_data).validators, header)
+            verify_final_header(header.extra.validators, header)
         except (VerificationFailed, LightClientError) as exc:
             raise ClientError(f"the node's block {number} does not prove the anchoring: {exc}") from exc
         out.extend(map(AnchorReceipt, batch.hashes, range(len(paths)), paths, repeat(anchor)))

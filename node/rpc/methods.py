@@ -19,7 +19,7 @@ from node.execution.executor import BlockEnv
 from node.rpc.errors import SERVER_ERROR, InvalidParams, RpcError
 from node.rpc.formatting import d, format_block, format_log, format_receipt, format_transaction, q
 from node.service import NodeService
-from node.types.headers import Header, decode_extra
+from node.types.headers import Header
 
 Method = Callable[[NodeService, list[Any]], Any]
 T = TypeVar("T")
@@ -469,7 +469,7 @@ def qbft_get_validators_by_block_number(node: NodeService, params: list[Any]) ->
     header = node.chain.header_by_number(number)
     if header is None:
         raise RpcError(SERVER_ERROR, f"header not found: block {number} is beyond the head")
-    return [d(v) for v in decode_extra(header.extra_data).validators]
+    return [d(v) for v in header.extra.validators]
 
 
 @rpc("qbft_getPendingVotes")

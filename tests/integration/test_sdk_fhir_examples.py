@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 from client_sdk import (
-    ClientError,
     Hospital,
     InvalidFhir,
     Pharmacy,
+    Refused,
     Regulator,
 )
 from node.genesis import dev_accounts
@@ -128,7 +128,7 @@ def test_examples_are_all_classified_and_the_representable_ones_complete_the_lif
                 assert result.fill_number == fills, (name, dispense_name)
                 assert result.quantity == dispense["quantity"]["value"]
             elif outcome == "no fills left":
-                with pytest.raises(ClientError):
+                with pytest.raises(Refused, match="no fills left"):
                     pharmacy.dispense(issued.token, dispense)
             else:
                 with pytest.raises(InvalidFhir) as bad:

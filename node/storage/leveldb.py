@@ -3,12 +3,14 @@
 Every plyvel failure is translated into `StorageError` naming the database path,
 so callers never depend on plyvel's exception types.
 
-Thread safety: plyvel releases the GIL inside LevelDB calls, so closing the
-database in one thread while another thread is inside a call could free the
-handle under it. Every operation, including each step of an iterator, therefore
-runs under one `threading.RLock` and checks that the store is still open. The
-lock is held only for the duration of a single LevelDB call, never across a
-`with store.batch()` body or between iterator steps.
+Thread safety: LevelDB itself is safe for concurrent reads and writes, and plyvel
+releases the GIL inside its calls, so closing the database in one thread while
+another thread is inside a call could free the handle under it. Every operation,
+including each step of an iterator, therefore registers as a user of the open
+handle for the length of its one LevelDB call (a short lock around a counter), and
+`close()` waits until no call is in flight. Calls never wait for each other: a read
+runs while a block's fsynced batch is being written (holding one lock across the
+call made every JSON-RPC read wait out the fsync of the block being committed).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class LevelDBStore:
 
     def __init__(self, path: str | os.PathLike[str], *, create_if_missing: bool = True) -> None:
         self.path = os.fspath(path)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # close() waits here for _users == 0
+        self._users = 0
         try:
             self._db: Any = plyvel.DB(
                 self.path,
@@ -70,13 +74,14 @@ class LevelDBStore:
     def get(self, key: bytes) -> bytes | None:
         """Return the value under `key`, or `None`."""
         require_bytes("key", key)
-        with self._lock:
-            db = self._open_db()
-            try:
-                value: bytes | None = db.get(key)
-            except (plyvel.Error, OSError, RuntimeError) as exc:
-                raise self._op_error("get", exc) from exc
-            return value
+        db = self._enter()
+        try:
+            value: bytes | None = db.get(key)
+        except (plyvel.Error, OSError, RuntimeError) as exc:
+            raise self._op_error("get", exc) from exc
+        finally:
+            self._leave()
+        return value
 
     def has(self, key: bytes) -> bool:
         """Return whether `key` is present."""
@@ -86,22 +91,24 @@ class LevelDBStore:
         """Store `value` under `key` (not fsynced; use a batch for durability)."""
         require_bytes("key", key)
         require_bytes("value", value)
-        with self._lock:
-            db = self._open_db()
-            try:
-                db.put(key, value)
-            except (plyvel.Error, OSError, RuntimeError) as exc:
-                raise self._op_error("put", exc) from exc
+        db = self._enter()
+        try:
+            db.put(key, value)
+        except (plyvel.Error, OSError, RuntimeError) as exc:
+            raise self._op_error("put", exc) from exc
+        finally:
+            self._leave()
 
     def delete(self, key: bytes) -> None:
         """Remove `key` if present."""
         require_bytes("key", key)
-        with self._lock:
-            db = self._open_db()
-            try:
-                db.delete(key)
-            except (plyvel.Error, OSError, RuntimeError) as exc:
-                raise self._op_error("delete", exc) from exc
+        db = self._enter()
+        try:
+            db.delete(key)
+        except (plyvel.Error, OSError, RuntimeError) as exc:
+            raise self._op_error("delete", exc) from exc
+        finally:
+            self._leave()
 
     def iterate(
         self, prefix: bytes = b"", *, reverse: bool = False
@@ -112,8 +119,8 @@ class LevelDBStore:
         its implicit LevelDB snapshot is taken when `iterate` is called.
         """
         require_bytes("prefix", prefix)
-        with self._lock:
-            db = self._open_db()
+        db = self._enter()
+        try:
             try:
                 if not reverse:
                     raw = db.iterator(prefix=prefix)
@@ -132,22 +139,25 @@ class LevelDBStore:
                         raw = db.iterator(stop=upper, reverse=True)
             except (plyvel.Error, OSError, RuntimeError) as exc:
                 raise self._op_error("iterate", exc) from exc
+        finally:
+            self._leave()
         return self._iter_steps(raw, prefix)
 
     def _iter_steps(self, raw: Any, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        # Each step runs under the lock so close() cannot free the database
-        # mid-step; close() invalidates the plyvel iterator and the next step
-        # then fails with a StorageError.
+        # Each step is one call on the open handle, so close() cannot free the
+        # database mid-step; close() invalidates the plyvel iterator and the next
+        # step then fails with a StorageError.
         try:
             while True:
-                with self._lock:
-                    self._open_db()
-                    try:
-                        item: tuple[bytes, bytes] = next(raw)
-                    except StopIteration:
-                        return
-                    except (plyvel.Error, OSError, RuntimeError) as exc:
-                        raise self._op_error("iterate", exc) from exc
+                self._enter()
+                try:
+                    item: tuple[bytes, bytes] = next(raw)
+                except StopIteration:
+                    return
+                except (plyvel.Error, OSError, RuntimeError) as exc:
+                    raise self._op_error("iterate", exc) from exc
+                finally:
+                    self._leave()
                 # Reverse iterators are only bounded above; keys below the
                 # prefix range end the iteration. (A no-op check going forward.)
                 if not item[0].startswith(prefix):
@@ -168,40 +178,57 @@ class LevelDBStore:
         LevelDB write batch (atomic by LevelDB's design) after the block ends;
         with `sync=True` the write is fsynced before this returns. This is the
         same all-or-nothing behaviour as plyvel's `write_batch(transaction=True)`,
-        done by hand so the commit can run under the store lock without holding
-        the lock across the caller's block.
+        done by hand so the caller's block holds nothing open on the database.
         """
-        with self._lock:
-            self._open_db()
+        self._open_db()
         wb = BufferedWriteBatch()
         try:
             yield wb
         finally:
             # On an exception this is all that runs: the ops are dropped.
             wb.finish()
-        with self._lock:
-            db = self._open_db()
-            try:
-                raw = db.write_batch(sync=sync)
-                for key, value in wb.ops:
-                    if value is None:
-                        raw.delete(key)
-                    else:
-                        raw.put(key, value)
-                raw.write()
-            except (plyvel.Error, OSError, RuntimeError) as exc:
-                raise self._op_error("write batch", exc) from exc
+        db = self._enter()
+        try:
+            raw = db.write_batch(sync=sync)
+            for key, value in wb.ops:
+                if value is None:
+                    raw.delete(key)
+                else:
+                    raw.put(key, value)
+            raw.write()
+        except (plyvel.Error, OSError, RuntimeError) as exc:
+            raise self._op_error("write batch", exc) from exc
+        finally:
+            self._leave()
 
     def close(self) -> None:
-        """Close the database; later operations raise `StorageError`."""
+        """Close the database once no call is in flight; later operations raise
+        `StorageError`."""
         with self._lock:
             if self._db is None:
                 return
-            db, self._db = self._db, None
+            db, self._db = self._db, None  # no new call starts from here on
+            while self._users:
+                self._idle.wait()
             try:
                 db.close()
             except (plyvel.Error, OSError, RuntimeError) as exc:
                 raise self._op_error("close", exc) from exc
+
+    def _enter(self) -> Any:
+        """The open handle, counted as in use until `_leave`."""
+        with self._lock:
+            db = self._db
+            if db is None:
+                raise StorageError(f"database at {self.path} is closed")
+            self._users += 1
+            return db
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                self._idle.notify_all()
 
     def _open_db(self) -> Any:
         db = self._db

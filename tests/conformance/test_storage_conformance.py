@@ -674,6 +674,76 @@ def test_leveldb_iterator_after_close_raises_storage_error(tmp_path: Path) -> No
         next(it)
 
 
+def test_leveldb_reads_go_on_while_a_synced_batch_is_written(tmp_path: Path) -> None:
+    """A JSON-RPC read must not wait out the fsync of the block being committed: gets
+    complete while another thread is inside a large synced batch write."""
+    kv = LevelDBStore(tmp_path / "db")
+    kv.put(b"hot", b"value")
+    writing = threading.Event()
+    stop = threading.Event()
+    during: list[int] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            if writing.is_set():
+                assert kv.get(b"hot") == b"value"
+                if writing.is_set():  # started and finished inside the write
+                    during.append(1)
+            else:
+                time.sleep(0)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        payload = b"x" * 4096
+        for n in range(5):
+            with kv.batch(sync=True) as wb:
+                for j in range(4000):  # 16 MB: the write itself takes a while
+                    wb.put(b"bulk/%d/%05d" % (n, j), payload)
+                writing.set()  # the write happens as the block exits
+            writing.clear()
+    finally:
+        stop.set()
+        thread.join()
+        kv.close()
+    assert len(during) >= 20, f"only {len(during)} reads completed during the writes"
+
+
+def test_leveldb_close_waits_for_calls_in_flight(tmp_path: Path) -> None:
+    """Closing while other threads read and write: each call either completes or raises
+    StorageError("closed"); none runs on a freed handle, and close returns."""
+    kv = LevelDBStore(tmp_path / "db")
+    for i in range(100):
+        kv.put(b"k%03d" % i, b"v" * 100)
+    outcomes: list[str] = []
+    started = threading.Barrier(5)
+
+    def worker(kind: int) -> None:
+        started.wait()
+        try:
+            while True:
+                if kind == 0:
+                    with kv.batch(sync=True) as wb:
+                        wb.put(b"w", b"x" * 1000)
+                elif kind == 1:
+                    list(kv.iterate(b"k"))
+                else:
+                    assert kv.get(b"k050") == b"v" * 100
+        except StorageError as exc:
+            outcomes.append("closed" if "closed" in str(exc) else f"other: {exc}")
+
+    threads = [threading.Thread(target=worker, args=(k % 3,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    time.sleep(0.05)
+    kv.close()
+    for t in threads:
+        t.join(timeout=10)
+    assert not any(t.is_alive() for t in threads)
+    assert outcomes == ["closed"] * 4
+
+
 CRASH_CHILD = """
 import sys
 from node.storage import LevelDBStore

@@ -81,7 +81,8 @@ class Chain:
         self.chain_id = genesis.chain_id
         self.chaincode: ChaincodeHost = chaincode if chaincode is not None else NativeChaincodeHost(store)
         self.executor = Executor(store, genesis.chain_id, self.canonical_hash, self.chaincode)
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # commits
+        self._cache_lock = threading.Lock()  # the block cache (readers never wait for a commit)
         self._blocks: OrderedDict[bytes, Block] = OrderedDict()
         self._listeners: list[Callable[[Block, list[Receipt]], None]] = []
         # Nonces at one state root; a new dict is made when the head's root differs, so a
@@ -147,7 +148,11 @@ class Chain:
         )
 
     # -- reading ---------------------------------------------------------------------------
+    # Reads stop at the head: a block being committed is in the store a moment (its
+    # batch's fsync) before it is the head, and no answer may run ahead of the head.
     def canonical_hash(self, number: int) -> bytes | None:
+        if number > self.head.number:
+            return None
         return cs.load_canonical_hash(self.store, number)
 
     def header_by_number(self, number: int) -> Header | None:
@@ -155,14 +160,15 @@ class Chain:
         return None if h is None else cs.load_header(self.store, h)
 
     def block_by_hash(self, block_hash: bytes) -> Block | None:
-        with self._lock:
+        with self._cache_lock:
             block = self._blocks.get(block_hash)
             if block is not None:
                 self._blocks.move_to_end(block_hash)
                 return block
         block = cs.load_block(self.store, block_hash)
-        if block is not None:
-            self._remember(block)
+        if block is None or block.number > self.head.number:
+            return None
+        self._remember(block)
         return block
 
     def block_by_number(self, number: int) -> Block | None:
@@ -328,7 +334,7 @@ class Chain:
             listener(block, execution.receipts)
 
     def _remember(self, block: Block) -> None:
-        with self._lock:
+        with self._cache_lock:
             self._blocks[block.hash] = block
             self._blocks.move_to_end(block.hash)
             while len(self._blocks) > 256:

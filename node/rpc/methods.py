@@ -346,13 +346,18 @@ def _at_head(node: NodeService, params: list[Any], header: Header, run: Callable
         try:
             return run(header)
         except StaleChaincodeState:
-            if tag not in ("latest", "pending", "safe", "finalized") or node.chain.head.number == header.number:
+            if tag not in ("latest", "pending", "safe", "finalized"):
+                raise
+            # The chaincode state of the next block is written and its header becomes
+            # the head a moment later (after the batch's fsync): wait for that moment.
+            if node.chain.head.number == header.number and not node.wait_for_block(header.number, _HEAD_WAIT):
                 raise
             header = node.chain.head
     return run(header)
 
 
 _HEAD_RETRIES = 4
+_HEAD_WAIT = 2.0  # seconds: a commit in flight takes milliseconds
 
 
 @rpc("eth_call")

@@ -294,3 +294,56 @@ def test_empty_block_fast_path_matches_full_execution(monkeypatch):
     assert fast.header == slow.header
     assert fast_ex.state_root == slow_ex.state_root == chain.head.state_root
     assert fast_ex.writes == slow_ex.writes == {}
+
+
+def test_reads_never_run_ahead_of_the_head_while_a_block_is_written(tmp_path):
+    """A block's batch is in LevelDB a moment (its fsync) before the block is the head.
+    Held at exactly that moment, the block, its number and its transaction are not
+    answered yet; once the head moves they are."""
+    import threading
+
+    class HeldAfterWrite(LevelDBStore):
+        def __init__(self, path):
+            super().__init__(path)
+            self.hold = False
+            self.written = threading.Event()
+            self.release = threading.Event()
+
+        def batch(self, *, sync=True):
+            outer = super().batch(sync=sync)
+            store = self
+
+            class Held:
+                def __enter__(self):
+                    return outer.__enter__()
+
+                def __exit__(self, *exc):
+                    result = outer.__exit__(*exc)
+                    if store.hold:
+                        store.written.set()
+                        assert store.release.wait(10)
+                    return result
+            return Held()
+
+    store = HeldAfterWrite(tmp_path / "db")
+    chain = Chain(store, dev_genesis())
+    stx = signed(0, to=ACCOUNTS[1].address, gas=21_000)
+    block, ex = chain.build_block([stx], timestamp=int(time.time()), proposer=VALIDATOR)
+    store.hold = True
+    committer = threading.Thread(target=chain.commit_block, args=(block, ex))
+    committer.start()
+    try:
+        assert store.written.wait(10)
+        assert chain.head.number == 0
+        assert chain.canonical_hash(1) is None
+        assert chain.block_by_number(1) is None
+        assert chain.block_by_hash(block.hash) is None
+        assert chain.locate_transaction(stx.hash) is None
+    finally:
+        store.release.set()
+        committer.join()
+    assert chain.head.number == 1
+    assert chain.block_by_hash(block.hash) is not None
+    location = chain.locate_transaction(stx.hash)
+    assert location is not None and location.block.number == 1
+    store.close()

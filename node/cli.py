@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--empty-block-period", type=_nonneg_float, default=0.0,
                        help="seconds between empty blocks while idle (default 0: no empty blocks)")
     start.add_argument("--min-block-interval", type=_nonneg_float, default=0.0,
-                       help="least seconds between two blocks (default 0: a block as soon as transactions wait)")
+                       help="dev: least seconds between two blocks (default 0)")
+    start.add_argument("--gather-window", type=_nonneg_float, default=0.02,
+                       help="dev: transactions arriving within this many seconds of the last block, while "
+                            "more keep coming, go into one block (default 0.02; 0: a block as soon as "
+                            "transactions wait)")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     from network.cli import add_commands
@@ -145,11 +149,12 @@ def _serve(service: NodeService, sock: socket.socket, on_stop: Callable[[], None
 def start_dev(args: argparse.Namespace) -> int:
     from node.consensus.qbft import QbftConfig
     from node.genesis import dev_genesis, dev_validator_key
+    from node.runtime import Gathering
 
     config = NodeConfig(
         data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
         empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
-        dev=True,
+        gather_window=args.gather_window, dev=True,
     )
     opened = _open_node(config, dev_genesis(), dev_validator_key())
     if opened is None:
@@ -159,11 +164,13 @@ def start_dev(args: argparse.Namespace) -> int:
     head = service.chain.head
     log.info("dev chain: chain id %d, genesis 0x%s, head %d, data dir %s",
              service.chain.chain_id, service.chain.genesis_hash.hex(), head.number, config.data_dir)
+    # The runtime spaces the dev chain's blocks (sub-second intervals too); QBFT's block
+    # period would space their whole-second timestamps instead.
     service.start_consensus(QbftConfig(
-        block_period=config.min_block_interval,
+        block_period=0.0,
         empty_block_period=config.empty_block_period or None,
         round_timeout=1.0, max_round_timeout=10.0,
-    ))
+    ), gathering=Gathering(gather=config.gather_window, min_interval=config.min_block_interval))
     print(f"RxLedger dev node: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
           f"(chain id {service.chain.chain_id}, head {head.number})", flush=True)
     return _serve(service, sock)

@@ -20,8 +20,11 @@ class NodeConfig:
     rpc_port: int = DEFAULT_RPC_PORT
     # Empty blocks are made every `empty_block_period` seconds while idle (0: never).
     empty_block_period: float = 0.0
-    # A block is made as soon as transactions wait; at most one per `min_block_interval`.
+    # At most one block per `min_block_interval` (runtime clock, not header timestamps).
     min_block_interval: float = 0.0
+    # Transactions arriving within `gather_window` of the last block gather into the next
+    # one (see node.runtime.Gathering; 0: a block as soon as transactions wait).
+    gather_window: float = 0.02
     max_request_bytes: int = MAX_REQUEST_BYTES
     max_batch_requests: int = MAX_BATCH_REQUESTS
     max_logs_block_range: int = 10_000

@@ -21,7 +21,7 @@ from node.crypto import private_key_to_address
 from node.errors import NodeError, TxPoolRefused
 from node.execution.chaincode import GOVERNANCE, ChaincodeHost
 from node.genesis import GenesisConfig
-from node.runtime import ConsensusRuntime, Transport
+from node.runtime import ConsensusRuntime, Gathering, Transport
 from node.storage import open_store
 from node.storage.base import KeyValueStore
 from node.txpool.pool import TxPool
@@ -154,11 +154,12 @@ class NodeService:
                 self._new_block.wait(left)
         return True
 
-    def start_consensus(self, config: QbftConfig, transport: Transport | None = None) -> ConsensusRuntime:
+    def start_consensus(self, config: QbftConfig, transport: Transport | None = None,
+                        gathering: Gathering | None = None) -> ConsensusRuntime:
         """Start the QBFT runtime (a validator when this node holds a validator key)."""
         self.runtime = ConsensusRuntime(
             self.chain, self.pool, config, self.validator_key, transport=transport,
-            take_vote=self.take_vote,
+            take_vote=self.take_vote, gathering=gathering,
         )
         self.runtime.start()
         return self.runtime

@@ -54,10 +54,16 @@ class TxPool:
         self._by_sender: OrderedDict[bytes, dict[int, SignedTransaction]] = OrderedDict()
         self._by_hash: dict[bytes, SignedTransaction] = {}
         self._arrived: dict[bytes, float] = {}
+        self._gas = 0  # the gas limits of the waiting transactions, summed
         self._arrival = threading.Condition(self._lock)
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    @property
+    def waiting_gas(self) -> int:
+        """The gas limits of all waiting transactions, summed (is there a full block?)."""
+        return self._gas
 
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._by_hash
@@ -107,6 +113,7 @@ class TxPool:
             self._by_sender[stx.sender] = queue
             self._by_hash[stx.hash] = stx
             self._arrived[stx.hash] = time.monotonic()
+            self._gas += stx.gas
             self._arrival.notify_all()
         return stx.hash
 
@@ -182,7 +189,8 @@ class TxPool:
             del queue[stx.nonce]
             if not queue:
                 del self._by_sender[stx.sender]
-        self._by_hash.pop(stx.hash, None)
+        if self._by_hash.pop(stx.hash, None) is not None:
+            self._gas -= stx.gas
         self._arrived.pop(stx.hash, None)
 
     def wait_for_transactions(self, timeout: float) -> bool:

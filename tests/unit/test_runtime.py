@@ -14,7 +14,7 @@ from node.consensus.messages import PREPARE, PROPOSAL, decode_message
 from node.consensus.qbft import QbftConfig
 from node.crypto import private_key_to_address
 from node.genesis import GenesisConfig, derive_dev_key, dev_accounts, dev_genesis, dev_validator_key
-from node.runtime import WAL_PREFIX, load_wal
+from node.runtime import WAL_PREFIX, ConsensusRuntime, Gathering, load_wal
 from node.service import NodeService
 from node.types import recover_seal_signers
 
@@ -115,5 +115,57 @@ def test_restarted_validator_resends_its_signed_messages_and_signs_nothing_new(t
         # Byte-identical re-sends, and no second (conflicting) proposal or prepare.
         assert second.sent == first.sent
         assert service.chain.head.number == 0
+    finally:
+        service.close()
+
+
+# -- gathering: when waiting transactions are reported to consensus ------------------------
+def test_gathering_policy_times():
+    g = Gathering(gather=0.02, quiet=0.002, fill=10, min_interval=0.0)
+    # idle: the last block is long past
+    assert g.ready_at(1, last_block=float("-inf"), last_arrival=100.0) == float("-inf")
+    assert g.ready_at(1, last_block=50.0, last_arrival=100.0) <= 100.0
+    # soon after a block: when arrivals pause for `quiet`, at the latest `gather` after it
+    assert g.ready_at(1, last_block=100.0, last_arrival=100.001) == 100.003
+    assert g.ready_at(5, last_block=100.0, last_arrival=100.019) == 100.02
+    # a full batch goes at once
+    assert g.ready_at(10, last_block=100.0, last_arrival=100.0) == 100.0
+    # never before min_interval after the last block, full or not
+    spaced = Gathering(gather=0.02, quiet=0.002, fill=10, min_interval=0.5)
+    assert spaced.ready_at(10, last_block=100.0, last_arrival=100.0) == 100.5
+    assert spaced.ready_at(1, last_block=100.0, last_arrival=100.001) == 100.5
+    # gather 0: at once (only min_interval)
+    assert Gathering(gather=0.0).ready_at(1, last_block=100.0, last_arrival=100.0) == 100.0
+
+
+def test_dev_runtime_gathers_transactions_that_arrive_soon_after_a_block(tmp_path):
+    """On a frozen clock: a transaction reaching an idle node is in a block at once; one
+    arriving right after that block waits (the clock does not move, so it waits for good)
+    until the clock passes the quiet time; a full batch goes without the clock moving."""
+    clock = [time.time()]
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service.runtime = runtime = ConsensusRuntime(
+        service.chain, service.pool, QbftConfig(block_period=0, empty_block_period=None),
+        dev_validator_key(), take_vote=service.take_vote, clock=lambda: clock[0],
+        gathering=Gathering(gather=0.02, quiet=0.002, fill=3),
+    )
+    runtime.start()
+    try:
+        first = service.submit_raw_transaction(raw_tx(0))
+        wait_for(lambda: service.chain.locate_transaction(first) is not None)
+        assert service.chain.head.number == 1
+
+        second = service.submit_raw_transaction(raw_tx(1))
+        time.sleep(0.3)
+        assert service.chain.locate_transaction(second) is None and service.chain.head.number == 1
+        clock[0] += 0.0021  # quiet for 2.1 ms (the runtime looks again within 2 ms)
+        wait_for(lambda: service.chain.locate_transaction(second) is not None)
+        assert service.chain.head.number == 2
+
+        batch = [service.submit_raw_transaction(raw_tx(n)) for n in (2, 3, 4)]
+        wait_for(lambda: all(service.chain.locate_transaction(h) for h in batch))
+        assert service.chain.head.number == 3
+        assert len(service.chain.block_by_number(3).transactions) == 3
+        assert runtime.failed is None
     finally:
         service.close()

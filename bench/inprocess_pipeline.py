@@ -1,8 +1,11 @@
 """The dev node's pipeline without HTTP: the ceiling JSON-RPC could reach on this machine.
 
-Builds a `NodeService` on a temporary LevelDB data dir with the dev producer running (as
-`rxledger node start --dev` does, minus uvicorn/FastAPI), deploys Counter, pre-signs `--n`
-`increment()` transactions over the ten dev accounts and hands them to
+Builds a `NodeService` on a temporary LevelDB data dir with its one-validator QBFT runtime
+started as `rxledger node start --dev` starts it (node/cli.py `start_dev`: `QbftConfig(
+block_period=0.0, empty_block_period=None, round_timeout=1.0, max_round_timeout=10.0)`,
+the defaults of `--min-block-interval` and `--empty-block-period`), minus uvicorn/FastAPI;
+deploys Counter, pre-signs `--n` `increment()` transactions over the ten dev accounts and
+hands them to
 `NodeService.submit_raw_transaction` (decode + sender recovery + txpool admission, what
 `eth_sendRawTransaction` calls) from `--threads` threads. A transaction refused as "nonce
 too high" (the pool's 64-nonce gap) is retried after the next block. Reports transactions
@@ -31,23 +34,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from eth_abi import encode
+    from eth_abi.abi import encode
     from eth_account import Account
-    from eth_utils import keccak
+    from eth_utils.crypto import keccak
 
     from node.artifacts import load_artifact
     from node.config import NodeConfig
+    from node.consensus.qbft import QbftConfig
     from node.errors import TxPoolRefused
     from node.genesis import dev_accounts, dev_genesis, dev_validator_key
     from node.service import NodeService
 
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-inproc-"))
-    svc = NodeService(NodeConfig(data_dir=tmp), dev_genesis(), validator_key=dev_validator_key())
+    config = NodeConfig(data_dir=tmp, dev=True)
+    svc = NodeService(config, dev_genesis(), validator_key=dev_validator_key())
     committed: list[tuple[float, int]] = []
     svc.chain.add_listener(lambda block, receipts: committed.append(
         (time.perf_counter(), len(block.transactions))))
     try:
-        svc.start_dev_producer()
+        svc.start_consensus(QbftConfig(
+            block_period=config.min_block_interval,
+            empty_block_period=config.empty_block_period or None,
+            round_timeout=1.0, max_round_timeout=10.0,
+        ))
         signers = [Account.from_key(a.private_key) for a in dev_accounts()]
         code = bytes.fromhex(load_artifact("Counter")["bytecode"].removeprefix("0x"))
         code += encode(["uint256"], [0])

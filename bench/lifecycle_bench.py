@@ -3,7 +3,8 @@
 The lifecycle mix is issue → review (approve) → dispense (the one fill, so the
 prescription ends completed): three transactions per prescription, from three roles.
 
-Part 1, through JSON-RPC on a dev chain (the same node, the same run, both engines):
+Part 1, through JSON-RPC on a dev chain (the same node, the same run, both engines; with
+`--network` on the 4-node network instead, see below):
 
 1. Starts `rxledger node start --dev` on a free port with a temporary LevelDB data dir
    (or uses `--url`), and deploys the Solidity Governance, PrescriptionRegistry and
@@ -24,7 +25,28 @@ Part 1, through JSON-RPC on a dev chain (the same node, the same run, both engin
    reads completed with one fill.
 
 Reported per engine: lifecycle transactions per second (first send → last final block),
-submit → final latency, blocks and transactions per block, node CPU.
+submit → final latency, blocks and transactions per block, node CPU, the load average
+before and after; in the JSON also each block seen (number, our transactions, QBFT round,
+seconds after the first send) and how many sends were refused as "nonce too high" (sent
+again after 20 ms, for at most 60 s; only the network should see them).
+
+`--network`: the same run on the 4-node QBFT network instead of a dev node. A network of
+4 validators (hospital-a, hospital-b, pharmacy-a, regulator, chain id 2024, the
+development accounts enrolled in its genesis) is made in a temporary directory with
+bench/network_bench.py's `init` and started with its `start` (`network.launcher.up`,
+detached; the nodes run the `node` this process imports, from its source root), with
+network_bench's load-mode consensus settings: `--block-period` (default 1.0 s), empty
+block period 10 s, round timeout 2 s (max 30 s). Deployment, gas probes and enrolment go
+to the first node (the Governance constructor gets the chain's four validators);
+transaction i of the presigned order (lane, then step, then prescription) goes to node
+i mod 4, each sender holding one keep-alive client per node (with `--batch K`, the K
+transactions a sender takes go out as one request per receiving node); the poller polls
+the first node only (QBFT blocks are final when written), so a transaction is final when
+the first node has its block. After each engine's run, besides the checks of 4., the
+four nodes' `/health` head and headHash must be identical (network_bench's
+`heads_identical`). Also reported: each node's CPU seconds over the run, the QBFT rounds
+> 0 among the blocks seen, the consensus settings. The network is always stopped (its
+`stop`) and its directory removed unless `--keep`.
 
 Part 2, in process (no HTTP, no pool, no LevelDB): `Chain.build_block` on a `MemoryStore`
 (as bench/keccak_backends.py's end-to-end part) of `--block-txs` (default 150) issue
@@ -33,17 +55,22 @@ transactions, then as many reviews, then as many dispenses (from development acc
 repeat on a fresh chain. This shows the engine ratio without the HTTP and pool overhead.
 
 Goals (the issue): native ≥ 20x the Solidity path in the same run; ≥ 1,500 lifecycle
-transactions per second on the dev chain. The script prints whether each was met.
+transactions per second on the dev chain. The script prints whether each was met; with
+`--network` it prints the same two figures labelled as network figures, not judged
+(the goals are about the dev chain).
 
 Diagnostics: `--py-spy FILE` runs the node under py-spy (see bench/devchain_tps.py;
 `.txt` for bench/pyspy_summary.py), `--engines native` to profile one engine.
 
-Run:  .venv/bin/python bench/lifecycle_bench.py [--n 1200] [--lanes 8] [--json]
+Run:
+  .venv/bin/python bench/lifecycle_bench.py [--n 1200] [--lanes 8] [--batch 1] [--json]
+  .venv/bin/python bench/lifecycle_bench.py --network [--block-period 1.0] --skip-inprocess [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -54,6 +81,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +108,20 @@ from eth_account import Account  # noqa: E402
 from eth_utils.address import to_checksum_address  # noqa: E402
 from eth_utils.crypto import keccak  # noqa: E402
 from machine_info import machine  # noqa: E402
+from network_bench import (  # noqa: E402
+    Net,
+    cpu_delta,
+    cpu_of,
+    decode_round,
+    heads_identical,
+    loadavg,
+    pick_base_port,
+    record_pids,
+    source_root,
+    start,
+    stop,
+)
+from network_bench import init as init_network  # noqa: E402
 
 NATIVE_REGISTRY = "0x0000000000000000000000000000000000001001"
 NATIVE_GOVERNANCE = "0x0000000000000000000000000000000000001002"
@@ -98,6 +140,9 @@ HOSPITAL_ADMIN, PHARMACY_ADMIN = 0, 7  # development accounts
 COMPLETED = 4
 QUANTITY = 30
 GOAL_RATIO, GOAL_TPS = 20.0, 1500.0
+# --network: bench/network_bench.py's consensus settings for its load mode (its defaults).
+NETWORK_EMPTY_BLOCK_PERIOD, NETWORK_ROUND_TIMEOUT, NETWORK_MAX_ROUND_TIMEOUT = 10.0, 2.0, 30.0
+NONCE_RETRY_S = 60.0  # how long a transaction refused as "nonce too high" is sent again
 
 
 def calldata(fn: str, *args: Any) -> bytes:
@@ -231,6 +276,7 @@ class Tx:
     index: int
     raw: str
     hash: str
+    node: int = 0  # the receiving node's index in the list of URLs
     sent_at: float = 0.0
     final_at: float = 0.0
     block: int = -1
@@ -252,6 +298,7 @@ class Pipeline:
     sent_total: int = 0
     finals: int = 0
     rr: int = 0
+    retries: int = 0  # sends refused as "nonce too high" and repeated
     failed: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -285,34 +332,60 @@ class Pipeline:
                 self.lock.wait(0.5)
 
 
-def sender(run: Pipeline, url: str, batch: int) -> None:
-    rpc = Rpc(url)
+def send(run: Pipeline, rpc: Rpc, txs: list[Tx]) -> None:
+    """`eth_sendRawTransaction` of `txs` in one request (a batch if more than one); those
+    refused as "nonce too high" (the receiving node has not yet seen the block that made
+    room) are sent again after 20 ms, for at most NONCE_RETRY_S."""
+    deadline = time.monotonic() + NONCE_RETRY_S
+    while txs:
+        t0 = time.perf_counter()
+        for t in txs:
+            t.sent_at = t.sent_at or t0  # a repeated send keeps its first send time
+        if len(txs) == 1:
+            try:
+                answers = [{"result": rpc.call("eth_sendRawTransaction", txs[0].raw)}]
+            except RpcError as exc:
+                answers = [{"error": exc.error}]
+        else:
+            answers = rpc.batch([("eth_sendRawTransaction", [t.raw]) for t in txs])
+        again = []
+        for t, answer in zip(txs, answers, strict=True):
+            error = answer.get("error")
+            if (isinstance(error, dict) and "nonce too high" in str(error.get("message"))
+                    and time.monotonic() < deadline and not run.failed):
+                again.append(t)
+            elif error is not None or answer.get("result") != t.hash:
+                with run.lock:
+                    run.failed = run.failed or f"lane {t.lane} {STEPS[t.step]} {t.index} (node {t.node}): {answer}"
+                    run.lock.notify_all()
+        if again:
+            with run.lock:
+                run.retries += len(again)
+            time.sleep(0.02)
+        txs = again
+
+
+def sender(run: Pipeline, urls: list[str], batch: int) -> None:
+    """Sends what `run` lets it take, each transaction to its receiving node: the
+    transactions taken together go out as one request per receiving node."""
+    rpcs = [Rpc(url) for url in urls]
     try:
         while True:
             txs = run.take(batch)
             if not txs:
                 return
-            t0 = time.perf_counter()
+            by_node: dict[int, list[Tx]] = {}
             for t in txs:
-                t.sent_at = t0
-            if len(txs) == 1:
-                try:
-                    answers = [{"result": rpc.call("eth_sendRawTransaction", txs[0].raw)}]
-                except RpcError as exc:
-                    answers = [{"error": exc.error}]
-            else:
-                answers = rpc.batch([("eth_sendRawTransaction", [t.raw]) for t in txs])
-            for t, answer in zip(txs, answers, strict=True):
-                if "error" in answer or answer.get("result") != t.hash:
-                    with run.lock:
-                        run.failed = run.failed or f"lane {t.lane} {STEPS[t.step]} {t.index}: {answer}"
-                        run.lock.notify_all()
+                by_node.setdefault(t.node, []).append(t)
+            for node, group in by_node.items():
+                send(run, rpcs[node], group)
     except Exception as exc:
         with run.lock:
             run.failed = run.failed or f"sender: {exc!r}"
             run.lock.notify_all()
     finally:
-        rpc.close()
+        for rpc in rpcs:
+            rpc.close()
 
 
 def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: list[dict[str, Any]]) -> None:
@@ -341,7 +414,8 @@ def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: l
                         run.final[t.lane][t.step] = max(run.final[t.lane][t.step], t.index + 1)
                         run.finals += 1
                     run.lock.notify_all()
-                blocks.append({"number": n, "ours": ours, "gasUsed": int(block["gasUsed"], 16), "seen": seen})
+                blocks.append({"number": n, "ours": ours, "gasUsed": int(block["gasUsed"], 16), "seen": seen,
+                               "round": decode_round(block["extraData"])})
                 n += 1
                 new += 1
             if run.finals >= run.total:
@@ -360,31 +434,40 @@ def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: l
         rpc.close()
 
 
-def run_engine(rpc: Rpc, url: str, engine: str, registry: str, lanes: list[Lane], n: int,
-               args: argparse.Namespace, node_pid: int | None) -> dict[str, Any]:
+CpuProbe = Callable[[], dict[str, float | None]]  # node name -> CPU seconds so far
+
+
+def run_engine(rpc: Rpc, urls: list[str], engine: str, registry: str, lanes: list[Lane], n: int,
+               args: argparse.Namespace, cpu: CpuProbe) -> dict[str, Any]:
+    """One engine's pipelined run: set-up and polling through `rpc` (the first URL's node),
+    transaction i of the presigned order ([lane][step][index]) sent to `urls[i % len(urls)]`."""
     now = int(time.time())
     gas = estimate_gas(rpc, registry, lanes[0], now)
     per_lane = n // len(lanes)
     txs: list[list[list[Tx]]] = []
     rx_ids: list[bytes] = []
     t_sign = time.perf_counter()
+    seq = 0
     for li, lane in enumerate(lanes):
         ids = [keccak(text=f"lifecycle {engine} {now} lane {li} rx {i}") for i in range(per_lane)]
         rx_ids += ids
         steps = []
         for s, (step, key) in enumerate(zip(STEPS, lane.keys, strict=True)):
             nonce = nonce_of(rpc, address_of(key))
-            steps.append([Tx(li, s, i, *sign(key, nonce + i, registry,
-                                              calldata(step, *step_args(step, rid, i, now)), gas[step]))
-                          for i, rid in enumerate(ids)])
+            queue = []
+            for i, rid in enumerate(ids):
+                raw, tx_hash = sign(key, nonce + i, registry, calldata(step, *step_args(step, rid, i, now)), gas[step])
+                queue.append(Tx(li, s, i, raw, tx_hash, node=seq % len(urls)))
+                seq += 1
+            steps.append(queue)
         txs.append(steps)
     sign_s = time.perf_counter() - t_sign
     head = int(str(rpc.call("eth_blockNumber")), 16)
     run = Pipeline(txs, window=args.window)
     blocks: list[dict[str, Any]] = []
-    cpu0 = process_cpu_seconds(node_pid) if node_pid else None
-    poll = threading.Thread(target=poller, args=(run, url, head + 1, args.poll_interval, blocks), daemon=True)
-    senders = [threading.Thread(target=sender, args=(run, url, args.batch), daemon=True)
+    la0, cpu0 = loadavg(), cpu()
+    poll = threading.Thread(target=poller, args=(run, urls[0], head + 1, args.poll_interval, blocks), daemon=True)
+    senders = [threading.Thread(target=sender, args=(run, urls, args.batch), daemon=True)
                for _ in range(args.concurrency)]
     poll.start()
     for thread in senders:
@@ -395,7 +478,8 @@ def run_engine(rpc: Rpc, url: str, engine: str, registry: str, lanes: list[Lane]
         run.failed = run.failed or f"not all transactions final after {args.timeout}s"
     run.done.set()
     poll.join(timeout=10)
-    cpu1 = process_cpu_seconds(node_pid) if node_pid else None
+    cpu1, la1 = cpu(), loadavg()
+    node_cpu = cpu_delta(cpu0, cpu1)
 
     flat = [t for lane in txs for step in lane for t in step]
     # receipts of our blocks, and every prescription completed
@@ -423,6 +507,7 @@ def run_engine(rpc: Rpc, url: str, engine: str, registry: str, lanes: list[Lane]
     sizes = [b["ours"] for b in ours]
     ok = (run.failed is None and len(finals) == len(flat) and all(t.status == 1 for t in flat)
           and completed == len(rx_ids))
+    cpus = list(node_cpu.values())
     return {
         "engine": engine, "registry": registry, "prescriptions": len(rx_ids), "txs": len(flat),
         "gas": gas, "sign_s": round(sign_s, 2), "ok": ok, "failure": run.failed,
@@ -432,11 +517,46 @@ def run_engine(rpc: Rpc, url: str, engine: str, registry: str, lanes: list[Lane]
                       "p99": round(percentile(lat, 99), 3), "max": round(lat[-1], 3) if lat else None},
         "blocks": len(ours), "start_block": head + 1,
         "txs_per_block": {"mean": round(sum(sizes) / len(sizes), 1) if sizes else 0, "max": max(sizes, default=0)},
-        "node_cpu_s": round(cpu1 - cpu0, 2) if cpu0 is not None and cpu1 is not None else None,
+        "node_cpu_s": round(sum(c for c in cpus if c is not None), 2) if cpus and None not in cpus else None,
+        "nodes_cpu_s": node_cpu,
+        "rounds_above_0": sum(1 for b in blocks if b["round"]), "blocks_seen": len(blocks),
+        "block_log": [[b["number"], b["ours"], b["round"], round(b["seen"] - first, 3)] for b in blocks],
+        "nonce_too_high_retries": run.retries,
+        "loadavg_before": la0, "loadavg_after": la1,
     }
 
 
+def deploy_and_run(urls: list[str], args: argparse.Namespace, cpu: CpuProbe,
+                   check: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Deploy the contracts and enrol the lanes through the first URL's node, then run each
+    engine; after each run, `check()` (the heads of the nodes) goes into the engine's
+    result as "heads", and its "identical" must be true for the run to be OK."""
+    rpc = Rpc(urls[0])
+    try:
+        deploy = load_deploy_module()
+        w3 = deploy.connect(urls[0])
+        setup = deploy.dev_setup(deploy.chain_validators(w3) or [])
+        deployed = deploy.deploy_all(w3, dev_key(9), setup)
+        lanes = make_lanes(args.lanes)
+        engines = {"native": (NATIVE_REGISTRY, NATIVE_GOVERNANCE),
+                   "solidity": (deployed["PrescriptionRegistry"], deployed["Governance"])}
+        chosen = [e for e in args.order.split(",") if e in args.engines.split(",")]
+        enrol_lanes(rpc, lanes, [engines[e][1] for e in chosen])
+        results = {}
+        for e in chosen:
+            results[e] = run_engine(rpc, urls, e, engines[e][0], lanes, args.n, args, cpu)
+            if check is not None:
+                heads = check()
+                results[e]["heads"] = heads
+                results[e]["ok"] = results[e]["ok"] and heads["identical"]
+    finally:
+        rpc.close()
+    return {"deployed": deployed, "lanes": args.lanes, "engines": results}
+
+
 def rpc_part(args: argparse.Namespace) -> dict[str, Any]:
+    if args.network:
+        return network_part(args)
     tmp = proc = None
     url = args.url
     if url is None:
@@ -446,16 +566,6 @@ def rpc_part(args: argparse.Namespace) -> dict[str, Any]:
         proc = start_node(tmp / "data", port, args.py_spy, False, args.py_spy_gil)
     try:
         wait_healthy(url, proc)
-        rpc = Rpc(url)
-        deploy = load_deploy_module()
-        w3 = deploy.connect(url)
-        setup = deploy.dev_setup(deploy.chain_validators(w3) or [])
-        deployed = deploy.deploy_all(w3, dev_key(9), setup)
-        lanes = make_lanes(args.lanes)
-        engines = {"native": (NATIVE_REGISTRY, NATIVE_GOVERNANCE),
-                   "solidity": (deployed["PrescriptionRegistry"], deployed["Governance"])}
-        chosen = [e for e in args.order.split(",") if e in args.engines.split(",")]
-        enrol_lanes(rpc, lanes, [engines[e][1] for e in chosen])
         node_pid = None
         if proc is not None:
             node_pid = proc.pid
@@ -466,8 +576,11 @@ def rpc_part(args: argparse.Namespace) -> dict[str, Any]:
                     node_pid = int(subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()[0])
                 except (subprocess.CalledProcessError, IndexError, ValueError):
                     node_pid = None
-        results = {e: run_engine(rpc, url, e, engines[e][0], lanes, args.n, args, node_pid) for e in chosen}
-        rpc.close()
+
+        def cpu() -> dict[str, float | None]:
+            return {"dev": process_cpu_seconds(node_pid)} if node_pid else {}
+
+        out = deploy_and_run([url], args, cpu)
     finally:
         if proc is not None:
             os.killpg(proc.pid, signal.SIGINT)
@@ -478,7 +591,49 @@ def rpc_part(args: argparse.Namespace) -> dict[str, Any]:
                 proc.wait()
         if tmp is not None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"deployed": deployed, "lanes": args.lanes, "engines": results}
+    return out
+
+
+def network_part(args: argparse.Namespace) -> dict[str, Any]:
+    """--network: bench/network_bench.py's 4-validator network in a temporary directory,
+    started with its `start` (network.launcher.up, detached), stopped with its `stop`."""
+    from network.config import ConsensusSettings
+
+    os.chdir(source_root())  # `up` starts `python -m node.cli` in our working directory
+    tmp = Path(tempfile.mkdtemp(prefix="rxledger-lifecycle-net-"))
+    base_port = pick_base_port()
+    settings = ConsensusSettings(block_period=args.block_period, empty_block_period=NETWORK_EMPTY_BLOCK_PERIOD,
+                                 round_timeout=NETWORK_ROUND_TIMEOUT, max_round_timeout=NETWORK_MAX_ROUND_TIMEOUT)
+    net: Net | None = None
+    info: dict[str, Any] = {"validators": [], "base_port": base_port, "consensus": dataclasses.asdict(settings),
+                            "block_period": args.block_period}
+    try:
+        net = init_network(tmp / "net", base_port, settings)
+        if net.info.chain_id != CHAIN_ID:
+            raise SystemExit(f"the network's chain id {net.info.chain_id} is not {CHAIN_ID}")
+        info["validators"], info["urls"] = net.names, net.urls
+        info["loadavg_at_up"] = loadavg()
+        thread = start(net, timeout=120.0)
+        thread.join(timeout=130.0)
+        thread.watcher.join(timeout=5.0)  # type: ignore[attr-defined]
+        if net.up_error or thread.is_alive():
+            raise SystemExit(f"the network did not come up: {net.up_error or 'up did not return in 130 s'}")
+        record_pids(net)
+        info["up_s"] = round(net.up_s, 3) if net.up_s else None
+        info["first_final_block_s"] = round(net.first_final_s, 3) if net.first_final_s else None
+        started = net
+        out = deploy_and_run(net.urls, args, lambda: cpu_of(started), lambda: heads_identical(started))
+        for e in out["engines"].values():
+            e["block_period"] = args.block_period
+    finally:
+        if net is not None:
+            stop(net)
+        if args.keep:
+            info["kept"] = str(tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    out["network"] = info
+    return out
 
 
 # -- in process ----------------------------------------------------------------------------
@@ -561,17 +716,38 @@ def report(r: dict[str, Any]) -> None:
           f"Python {m['python']}, {m['platform']}")
     p = r["params"]
     if "rpc" in r:
-        print(f"\nJSON-RPC on the dev chain: {p['n']} prescriptions per engine (issue, review, dispense), "
+        net = r["rpc"].get("network")
+        where = "the dev chain"
+        if net is not None:
+            c = net["consensus"]
+            where = (f"the 4-node QBFT network ({', '.join(net['validators'])}; block period {c['block_period']} s, "
+                     f"empty block period {c['empty_block_period']} s, round timeout {c['round_timeout']} s; "
+                     f"transaction i to node i mod 4, finality on {net['validators'][0]}; up in {net['up_s']} s)")
+        print(f"\nJSON-RPC on {where}: {p['n']} prescriptions per engine (issue, review, dispense), "
               f"{p['lanes']} lanes, {p['concurrency']} senders, batch {p['batch']}")
         for e in r["rpc"]["engines"].values():
             lat, tb = e["latency_s"], e["txs_per_block"]
             print(f"  {e['engine']:>8}: {e['tps']:7.1f} tx/s  ({e['final']}/{e['txs']} final in {e['elapsed_s']} s; "
                   f"latency p50 {lat['p50']} s p99 {lat['p99']} s; {e['blocks']} blocks, {tb['mean']} txs/block "
                   f"(max {tb['max']}); node CPU {e['node_cpu_s']} s; gas {e['gas']})")
+            if net is not None:
+                print(f"            per node CPU s {e['nodes_cpu_s']}; rounds > 0: {e['rounds_above_0']} of "
+                      f"{e['blocks_seen']} blocks; nonce-too-high resends {e['nonce_too_high_retries']}; "
+                      f"load average {e['loadavg_before']} -> {e['loadavg_after']}")
+                print(f"            blocks (txs, round, s after the first send): "
+                      f"{[(txs, rnd, at) for _, txs, rnd, at in e['block_log']]}")
+            checks = "every receipt status 1, every prescription completed"
+            if "heads" in e:
+                heads = e["heads"]
+                checks += (f", the 4 heads identical (block {heads['head']})" if heads["identical"]
+                           else f"; heads NOT identical: {heads}")
             if e["ok"]:
-                print("            OK: every receipt status 1, every prescription completed")
+                print(f"            OK: {checks}")
             else:
-                print(f"            FAILED: {e['failure']}; status 1: {e['status_1']}, completed: {e['completed']}")
+                print(f"            FAILED: {e['failure']}; status 1: {e['status_1']}, completed: {e['completed']}"
+                      f"{'; ' + checks if 'heads' in e else ''}")
+        if net is not None and "kept" in net:
+            print(f"  network directory kept: {net['kept']}")
     if "inprocess" in r:
         ip = r["inprocess"]
         print(f"\nin process, Chain.build_block of {ip['block_txs']} txs per step on a MemoryStore "
@@ -592,6 +768,15 @@ def goals(r: dict[str, Any]) -> dict[str, Any]:
     lines = []
     met: dict[str, bool | None] = {"ratio": None, "tps": None}
     engines = r.get("rpc", {}).get("engines", {})
+    if "network" in r.get("rpc", {}):  # the goals are about the dev chain: figures only
+        if "native" in engines and "solidity" in engines:
+            ratio = engines["native"]["tps"] / max(engines["solidity"]["tps"], 1e-9)
+            lines.append(f"\nnetwork figure, native / Solidity on the 4-node network (JSON-RPC, same run): "
+                         f"{ratio:.2f}x (the {GOAL_RATIO:.0f}x goal is about the dev chain: not judged here)")
+        if "native" in engines:
+            lines.append(f"network figure, lifecycle tx/s on the 4-node network (native): {engines['native']['tps']} "
+                         f"(the {GOAL_TPS:,.0f} tx/s goal is about the dev chain: not judged here)")
+        return {"met": met, "lines": lines, "network": True}
     if "native" in engines and "solidity" in engines:
         ratio = engines["native"]["tps"] / max(engines["solidity"]["tps"], 1e-9)
         met["ratio"] = ratio >= GOAL_RATIO
@@ -622,6 +807,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-rpc", action="store_true", help="only the in-process part")
     parser.add_argument("--skip-inprocess", action="store_true", help="only the JSON-RPC part")
     parser.add_argument("--url", help="use a running dev node's JSON-RPC URL instead of starting one")
+    parser.add_argument("--network", action="store_true",
+                        help="run the JSON-RPC part on a new 4-validator network instead of a dev node")
+    parser.add_argument("--block-period", type=float, default=1.0,
+                        help="with --network: the QBFT block period in seconds (default 1.0)")
     parser.add_argument("--py-spy", metavar="FILE", help="run the started node under py-spy record, writing FILE")
     parser.add_argument("--py-spy-gil", action="store_true", help="with --py-spy: only the GIL holder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and node.log")
@@ -632,9 +821,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n >= --lanes >= 1; --concurrency, --batch, --block-txs, --repeats positive; --window 1..64")
     if args.url and args.py_spy:
         parser.error("--py-spy needs a node the benchmark starts (no --url)")
+    if args.network and (args.url or args.py_spy):
+        parser.error("--network starts its own four nodes: no --url or --py-spy")
+    if args.network and args.skip_rpc:
+        parser.error("--network is about the JSON-RPC part: not with --skip-rpc")
+    if args.block_period < 0:
+        parser.error("--block-period must not be negative")
     result: dict[str, Any] = {"machine": machine(), "params": {
         "n": args.n, "lanes": args.lanes, "concurrency": args.concurrency, "batch": args.batch,
-        "window": args.window, "block_txs": args.block_txs, "repeats": args.repeats}}
+        "window": args.window, "block_txs": args.block_txs, "repeats": args.repeats, "network": args.network}}
+    if args.network:
+        result["params"]["block_period"] = args.block_period
     if not args.skip_rpc:
         result["rpc"] = rpc_part(args)
     if not args.skip_inprocess:

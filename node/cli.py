@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import socket
 import sys
 import time
@@ -237,6 +238,7 @@ def start_config(args: argparse.Namespace) -> int:
     from node.consensus.qbft import QbftConfig
     from node.errors import NodeError
     from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
+    from node.runtime import Gathering
 
     try:
         cfg = load_node_config(args.config)
@@ -279,10 +281,14 @@ def start_config(args: argparse.Namespace) -> int:
     transport.attach(p2p)
     service.gossip = transport.gossip_transaction
     consensus = cfg.consensus
+    # Header timestamps are whole seconds, so QBFT spaces blocks by whole seconds; a
+    # fractional block period (0.2, 1.5) is kept by the runtime on its clock instead.
+    whole_period = float(math.floor(consensus.block_period))
     runtime = service.start_consensus(QbftConfig(
-        block_period=consensus.block_period, empty_block_period=consensus.empty_block_period or None,  # 0: never (node.toml)
+        block_period=whole_period, empty_block_period=consensus.empty_block_period or None,  # 0: never (node.toml)
         round_timeout=consensus.round_timeout, max_round_timeout=consensus.max_round_timeout,
-    ), transport)
+    ), transport, gathering=Gathering(
+        min_interval=consensus.block_period if consensus.block_period != whole_period else 0.0))
     transport.bind_runtime(runtime)
     announced = [0.0]
 

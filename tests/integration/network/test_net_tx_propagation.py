@@ -1,5 +1,5 @@
-"""Transactions reach a block however they enter the network. Both tests here FAIL on the
-current node; they pin two node bugs (see each test's docstring for the cause and fix).
+"""Transactions reach a block however they enter the network (two node bugs found here
+are fixed; each test's docstring says which).
 
 The network runs a half-second block period (node.toml allows any float) and has one
 observer, `relay`, the kind of node an application talks to without being a validator.
@@ -20,20 +20,13 @@ RELAY = "relay"
 
 
 def test_half_second_block_period_blocks_with_transactions_are_decided_in_round_0(net: Net) -> None:
-    """NODE BUG. With block_period 0.5 the round-0 proposer asks for a block at
-    parent.timestamp + 0.5 s (node/consensus/qbft.py `_block_request_time`, ~line 343), the
-    runtime stamps it with int(clock) (node/runtime.py `_build`, ~line 244: = the parent's
-    whole second), and every validator, the proposer included, refuses it: `_check_proposal`
-    (qbft.py ~line 462) wants timestamp >= parent.timestamp + block_period ("block timestamp
-    is earlier than parent + block period" in a --log-level debug log). So every block with
-    transactions needs a round change (+round_timeout latency), and since the proposer of a
-    round is validators[index(parent proposer) + 1 + r], blocks decided in round 1 make the
-    same half of the validators fail round 0 forever: a transaction only in their pools (sent
-    to them while they were cut off from the others) is never included; seen in
-    halt-resume runs with block_period 0.5.
-    Fix: timestamps are whole seconds, so ask for the block at parent.timestamp +
-    ceil(block_period) (or stamp it max(int(now), parent.timestamp + ceil(block_period))),
-    or refuse a fractional block_period in network/config.py."""
+    """Header timestamps are whole seconds while the block period is 0.5 s. Once, the
+    proposer stamped a block with the parent's second and every validator refused it, so
+    each block with transactions needed a round change; then timestamps were rounded up to
+    the next second (blocks at most one a second, their timestamps running ahead of the
+    clock under load). Now QBFT spaces blocks by the period's whole seconds (0 here) and
+    the runtime keeps the half second on its clock (node/cli.py `start_config`,
+    node.runtime.Gathering.min_interval): every block is decided in round 0."""
     validators = net.validator_names
     receipts = net.confirm_transactions(validators, validators)
     rounds = {}
@@ -45,15 +38,10 @@ def test_half_second_block_period_blocks_with_transactions_are_decided_in_round_
 
 
 def test_transaction_sent_to_a_disconnected_observer_is_final_once_it_reconnects(net: Net) -> None:
-    """NODE BUG. A node gossips a transaction once, when it is submitted, to the peers
-    connected at that moment (node/service.py `submit_raw_transaction` -> node/p2p/transport.py
-    `gossip_transaction`); nothing sends waiting transactions to a peer that connects later
-    (`P2PTransport.on_status` and the STATUS handshake exchange no pool). An observer never
-    proposes, so a transaction it accepted while cut off waits in its pool forever although
-    eth_sendRawTransaction returned its hash.
-    Fix: on a new connection (or periodically) announce/send the executable pool
-    transactions to the peer, as Ethereum clients do (eth/68 NewPooledTransactionHashes on
-    connect); or refuse eth_sendRawTransaction on a node with no validator connected."""
+    """A node once gossiped a transaction only when it was submitted, to the peers
+    connected at that moment, so a transaction an observer accepted while cut off waited in
+    its pool forever. Waiting transactions are now re-sent to peers (node/p2p/transport.py,
+    `waiting_transactions`), so it is final once the observer reconnects."""
     validators = net.validator_names
     for name in validators:
         net.stop(name)

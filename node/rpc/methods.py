@@ -26,7 +26,7 @@ T = TypeVar("T")
 METHODS: dict[str, Method] = {}
 
 QUANTITY = re.compile(r"^0x(0|[1-9a-fA-F][0-9a-fA-F]*)$")
-DATA = re.compile(r"^0x([0-9a-fA-F]{2})*$")
+HEX = re.compile(r"0x[0-9a-fA-F]*")  # fullmatch, with an even length: DATA
 BLOCK_TAGS = ("latest", "earliest", "pending", "safe", "finalized")
 
 
@@ -53,7 +53,7 @@ def parse_quantity(value: Any, name: str) -> int:
 
 
 def parse_data(value: Any, name: str) -> bytes:
-    if isinstance(value, str) and DATA.match(value):
+    if isinstance(value, str) and not len(value) % 2 and HEX.fullmatch(value):
         return bytes.fromhex(value[2:])
     raise InvalidParams(f"invalid argument {name}: expected hex data with an even number of digits, got {value!r}")
 
@@ -305,7 +305,7 @@ def eth_get_code(node: NodeService, params: list[Any]) -> str:
 def eth_get_storage_at(node: NodeService, params: list[Any]) -> str:
     address = parse_address(param(params, 0, "address"), "address")
     slot_param = param(params, 1, "slot")
-    if isinstance(slot_param, str) and DATA.match(slot_param) and len(slot_param) == 66:
+    if isinstance(slot_param, str) and HEX.fullmatch(slot_param) and len(slot_param) == 66:
         slot = int(slot_param, 16)
     else:
         slot = parse_quantity(slot_param, "slot")

@@ -186,6 +186,8 @@ def test_unknown_method(dev_node, method):
     ("eth_feeHistory", ["four", "latest", []], ["blockCount"]),
     ("eth_sendRawTransaction", [1234], ["transaction"]),
     ("eth_sendRawTransaction", ["0x123"], ["transaction"]),
+    ("eth_sendRawTransaction", ["0xf8\n"], ["transaction"]),  # bytes.fromhex would skip the newline
+    ("eth_sendRawTransaction", ["0xf8 6c"], ["transaction"]),
     ("eth_sendRawTransaction", [], ["transaction", "missing"]),
     ("qbft_getValidatorsByBlockNumber", ["head"], ["block"]),
     ("qbft_proposeValidatorVote", [DEPLOYER_ADDR, "yes"], ["add"]),

@@ -240,6 +240,8 @@ class ConsensusRuntime:
             return False
         if not self._released:
             full = self.pool.waiting_gas >= self.chain.head.gas_limit
+            # Clamped to now: a wall clock stepped back must not hold transactions back.
+            self._last_block, self._last_arrival = min(self._last_block, now), min(self._last_arrival, now)
             at = self.gathering.ready_at(self.gathering.fill if full else len(self.pool),
                                          self._last_block, self._last_arrival)
             if at > now:
@@ -322,7 +324,8 @@ class ConsensusRuntime:
         if height != self.chain.head.number + 1:
             return
         txs = self.pool.pending(max_gas=self.chain.head.gas_limit)
-        # Whole seconds, never before parent + block period (a fractional period rounds up).
+        # Whole seconds, never before parent + block period (start_config and start_dev
+        # give QBFT whole seconds; a fractional period given here would round up).
         earliest = self.chain.head.timestamp + math.ceil(self.config.block_period)
         block, execution = self.chain.build_block(
             txs, timestamp=max(int(self.clock()), earliest), proposer=self.address or b"\x00" * 20,

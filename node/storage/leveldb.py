@@ -53,9 +53,12 @@ class LevelDBStore:
 
     def __init__(self, path: str | os.PathLike[str], *, create_if_missing: bool = True) -> None:
         self.path = os.fspath(path)
-        self._lock = threading.Lock()
+        # Reentrant: the garbage collector may finish an abandoned iterator (whose clean-up
+        # takes the lock) while this thread holds it.
+        self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)  # close() waits here for _users == 0
         self._users = 0
+        self._closed = threading.Event()  # set once the handle is freed
         try:
             self._db: Any = plyvel.DB(
                 self.path,
@@ -203,26 +206,30 @@ class LevelDBStore:
 
     def close(self) -> None:
         """Close the database once no call is in flight; later operations raise
-        `StorageError`."""
+        `StorageError`. A second call returns once the first has closed it."""
         with self._lock:
-            if self._db is None:
-                return
             db, self._db = self._db, None  # no new call starts from here on
-            while self._users:
-                self._idle.wait()
-            try:
-                db.close()
-            except (plyvel.Error, OSError, RuntimeError) as exc:
-                raise self._op_error("close", exc) from exc
+            if db is not None:
+                while self._users:
+                    self._idle.wait()
+        if db is None:
+            self._closed.wait()
+            return
+        try:
+            db.close()
+        except (plyvel.Error, OSError, RuntimeError) as exc:
+            raise self._op_error("close", exc) from exc
+        finally:
+            self._closed.set()
 
     def _enter(self) -> Any:
         """The open handle, counted as in use until `_leave`."""
         with self._lock:
             db = self._db
-            if db is None:
-                raise StorageError(f"database at {self.path} is closed")
-            self._users += 1
-            return db
+            if db is not None:
+                self._users += 1
+                return db
+        raise StorageError(f"database at {self.path} is closed")
 
     def _leave(self) -> None:
         with self._lock:

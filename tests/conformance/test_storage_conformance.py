@@ -682,11 +682,14 @@ def test_leveldb_reads_go_on_while_a_synced_batch_is_written(tmp_path: Path) -> 
     writing = threading.Event()
     stop = threading.Event()
     during: list[int] = []
+    wrong: list[bytes | None] = []
 
     def reader() -> None:
         while not stop.is_set():
             if writing.is_set():
-                assert kv.get(b"hot") == b"value"
+                value = kv.get(b"hot")
+                if value != b"value":
+                    wrong.append(value)
                 if writing.is_set():  # started and finished inside the write
                     during.append(1)
             else:
@@ -698,7 +701,7 @@ def test_leveldb_reads_go_on_while_a_synced_batch_is_written(tmp_path: Path) -> 
         payload = b"x" * 4096
         for n in range(5):
             with kv.batch(sync=True) as wb:
-                for j in range(4000):  # 16 MB: the write itself takes a while
+                for j in range(1000):  # 4 MB: the write itself takes a while
                     wb.put(b"bulk/%d/%05d" % (n, j), payload)
                 writing.set()  # the write happens as the block exits
             writing.clear()
@@ -706,12 +709,53 @@ def test_leveldb_reads_go_on_while_a_synced_batch_is_written(tmp_path: Path) -> 
         stop.set()
         thread.join()
         kv.close()
+    assert wrong == []
     assert len(during) >= 20, f"only {len(during)} reads completed during the writes"
 
 
-def test_leveldb_close_waits_for_calls_in_flight(tmp_path: Path) -> None:
-    """Closing while other threads read and write: each call either completes or raises
-    StorageError("closed"); none runs on a freed handle, and close returns."""
+def test_leveldb_close_waits_for_a_call_in_flight(tmp_path: Path) -> None:
+    """close() must not free the handle under a call that is still running in another
+    thread: it returns only after that call has finished, and later calls say closed."""
+    kv = LevelDBStore(tmp_path / "db")
+    kv.put(b"k", b"v")
+    inside = threading.Event()
+    events: list[str] = []
+
+    class SlowHandle:  # the real handle, with a get that takes a while
+        def __init__(self, db: Any) -> None:
+            self.db = db
+
+        def get(self, key: bytes) -> bytes | None:
+            inside.set()
+            time.sleep(0.3)
+            value = self.db.get(key)
+            events.append("get finished")
+            return value
+
+        def close(self) -> None:
+            events.append("handle closed")
+            self.db.close()
+
+    kv._db = SlowHandle(kv._db)
+    got: list[bytes | None] = []
+    reader = threading.Thread(target=lambda: got.append(kv.get(b"k")))
+    reader.start()
+    assert inside.wait(5)
+    closer = threading.Thread(target=kv.close)
+    closer.start()
+    closer.join(timeout=10)
+    reader.join(timeout=10)
+    assert not closer.is_alive() and not reader.is_alive()
+    assert got == [b"v"]
+    assert events == ["get finished", "handle closed"]
+    with pytest.raises(StorageError, match="closed"):
+        kv.get(b"k")
+    kv.close()  # a second close returns at once
+
+
+def test_leveldb_close_while_threads_read_and_write(tmp_path: Path) -> None:
+    """Closing while other threads read, iterate and write: each call either completes or
+    raises StorageError("closed"), and close returns."""
     kv = LevelDBStore(tmp_path / "db")
     for i in range(100):
         kv.put(b"k%03d" % i, b"v" * 100)
@@ -727,8 +771,9 @@ def test_leveldb_close_waits_for_calls_in_flight(tmp_path: Path) -> None:
                         wb.put(b"w", b"x" * 1000)
                 elif kind == 1:
                     list(kv.iterate(b"k"))
-                else:
-                    assert kv.get(b"k050") == b"v" * 100
+                elif kv.get(b"k050") != b"v" * 100:
+                    outcomes.append("wrong value")
+                    return
         except StorageError as exc:
             outcomes.append("closed" if "closed" in str(exc) else f"other: {exc}")
 
@@ -737,10 +782,12 @@ def test_leveldb_close_waits_for_calls_in_flight(tmp_path: Path) -> None:
         t.start()
     started.wait()
     time.sleep(0.05)
-    kv.close()
+    closer = threading.Thread(target=kv.close)
+    closer.start()
+    closer.join(timeout=10)
     for t in threads:
         t.join(timeout=10)
-    assert not any(t.is_alive() for t in threads)
+    assert not closer.is_alive() and not any(t.is_alive() for t in threads)
     assert outcomes == ["closed"] * 4
 
 

@@ -334,11 +334,15 @@ def test_reads_never_run_ahead_of_the_head_while_a_block_is_written(tmp_path):
     committer.start()
     try:
         assert store.written.wait(10)
-        assert chain.head.number == 0
-        assert chain.canonical_hash(1) is None
-        assert chain.block_by_number(1) is None
-        assert chain.block_by_hash(block.hash) is None
-        assert chain.locate_transaction(stx.hash) is None
+        seen: list[object] = []
+        # In a thread: a read that waited for the held commit would hang, not fail.
+        reader = threading.Thread(target=lambda: seen.extend([
+            chain.head.number, chain.canonical_hash(1), chain.block_by_number(1),
+            chain.block_by_hash(block.hash), chain.locate_transaction(stx.hash)]))
+        reader.start()
+        reader.join(timeout=5)
+        assert not reader.is_alive(), "a read waited for the commit"
+        assert seen == [0, None, None, None, None]
     finally:
         store.release.set()
         committer.join()

@@ -169,3 +169,29 @@ def test_dev_runtime_gathers_transactions_that_arrive_soon_after_a_block(tmp_pat
         assert runtime.failed is None
     finally:
         service.close()
+
+
+def test_a_wall_clock_stepped_back_does_not_hold_transactions(tmp_path):
+    """The last block was made 'in the future' of a clock that then stepped back 3 s
+    (within the 5 s a proposal's timestamp may lead the clock): a transaction still goes
+    into a block once arrivals pause, not when the clock has caught up (on this frozen
+    clock: never)."""
+    clock = [time.time()]
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service.runtime = runtime = ConsensusRuntime(
+        service.chain, service.pool, QbftConfig(block_period=0, empty_block_period=None),
+        dev_validator_key(), take_vote=service.take_vote, clock=lambda: clock[0],
+        gathering=Gathering(gather=0.02, quiet=0.002, fill=100),
+    )
+    runtime.start()
+    try:
+        first = service.submit_raw_transaction(raw_tx(0))
+        wait_for(lambda: service.chain.locate_transaction(first) is not None)
+        clock[0] -= 3.0
+        second = service.submit_raw_transaction(raw_tx(1))
+        time.sleep(0.3)  # its arrival is seen at the stepped-back time
+        clock[0] += 0.0021
+        wait_for(lambda: service.chain.locate_transaction(second) is not None, timeout=5.0)
+        assert runtime.failed is None
+    finally:
+        service.close()

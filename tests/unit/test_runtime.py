@@ -138,18 +138,25 @@ def test_gathering_policy_times():
     assert Gathering(gather=0.0).ready_at(1, last_block=100.0, last_arrival=100.0) == 100.0
 
 
-def test_dev_runtime_gathers_transactions_that_arrive_soon_after_a_block(tmp_path):
-    """On a frozen clock: a transaction reaching an idle node is in a block at once; one
-    arriving right after that block waits (the clock does not move, so it waits for good)
-    until the clock passes the quiet time; a full batch goes without the clock moving."""
+def frozen_clock_dev_node(tmp_path, fill: int) -> tuple[list[float], NodeService, ConsensusRuntime]:
+    """A dev node whose runtime reads `clock[0]` (moved only by the test), gathering with
+    gather 20 ms, quiet 2 ms and `fill`."""
     clock = [time.time()]
     service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
     service.runtime = runtime = ConsensusRuntime(
         service.chain, service.pool, QbftConfig(block_period=0, empty_block_period=None),
         dev_validator_key(), take_vote=service.take_vote, clock=lambda: clock[0],
-        gathering=Gathering(gather=0.02, quiet=0.002, fill=3),
+        gathering=Gathering(gather=0.02, quiet=0.002, fill=fill),
     )
     runtime.start()
+    return clock, service, runtime
+
+
+def test_dev_runtime_gathers_transactions_that_arrive_soon_after_a_block(tmp_path):
+    """On a frozen clock: a transaction reaching an idle node is in a block at once; one
+    arriving right after that block waits (the clock does not move, so it waits for good)
+    until the clock passes the quiet time; a full batch goes without the clock moving."""
+    clock, service, runtime = frozen_clock_dev_node(tmp_path, fill=3)
     try:
         first = service.submit_raw_transaction(raw_tx(0))
         wait_for(lambda: service.chain.locate_transaction(first) is not None)
@@ -176,14 +183,7 @@ def test_a_wall_clock_stepped_back_does_not_hold_transactions(tmp_path):
     (within the 5 s a proposal's timestamp may lead the clock): a transaction still goes
     into a block once arrivals pause, not when the clock has caught up (on this frozen
     clock: never)."""
-    clock = [time.time()]
-    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
-    service.runtime = runtime = ConsensusRuntime(
-        service.chain, service.pool, QbftConfig(block_period=0, empty_block_period=None),
-        dev_validator_key(), take_vote=service.take_vote, clock=lambda: clock[0],
-        gathering=Gathering(gather=0.02, quiet=0.002, fill=100),
-    )
-    runtime.start()
+    clock, service, runtime = frozen_clock_dev_node(tmp_path, fill=100)
     try:
         first = service.submit_raw_transaction(raw_tx(0))
         wait_for(lambda: service.chain.locate_transaction(first) is not None)

@@ -188,8 +188,17 @@ class ConsensusRuntime:
         self._inbox.put(("connect", peer))
 
     def wake(self) -> None:
-        """Something changed (a transaction arrived): run a turn now."""
+        """Something changed: run a turn now."""
         self._inbox.put(("wake", None))
+
+    def arrived(self) -> None:
+        """A transaction entered the pool. Its time is noted for gathering; the thread is
+        woken only if no turn is due anyway (one due at `_pending_at`, or a block asked for
+        since the transactions were released, reads the pool then): under load that saves
+        a wake-up, a turn and a hand-over of the interpreter per transaction."""
+        self._last_arrival = self.clock()
+        if self._pending_at is None and not self._released:
+            self._inbox.put(("wake", None))
 
     def peers(self) -> list[dict[str, object]]:
         return self.transport.peers()
@@ -252,9 +261,7 @@ class ConsensusRuntime:
         return True
 
     def _handle(self, kind: str, item: object) -> None:
-        if kind == "wake":
-            self._last_arrival = self.clock()
-        elif kind == "msg":
+        if kind == "msg":
             assert isinstance(item, bytes)
             # Dated by its arrival: a proposal ending an idle stretch starts round 0's
             # timer then. (Only the time: timers fire in tick, after set_pending, so a
@@ -309,6 +316,7 @@ class ConsensusRuntime:
         self.chain.commit_block(block, execution)
         self._last_block = self.clock()
         self._released = False
+        self._pending_at = self._last_block  # a turn is due: are transactions pending now?
         self._prune_wal(block.number)
         log.info("block %d final: %d txs, round %d, hash 0x%s", block.number, len(block.transactions),
                  block.header.extra.round, block.hash.hex())

@@ -80,7 +80,7 @@ class NodeService:
             raise TxPoolRefused(f"already known: transaction 0x{stx.hash.hex()} is in a final block")
         tx_hash = self.pool.add(stx)
         if self.runtime is not None:
-            self.runtime.wake()
+            self.runtime.arrived()
         if gossip and self.gossip is not None:
             self.gossip(raw)
         return tx_hash

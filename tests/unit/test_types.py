@@ -360,3 +360,98 @@ def test_encode_receipt_refuses_malformed_fields_as_pyrlp_does() -> None:
                 Receipt(0, 1, 1, b"\x00" * 256, (good, Log(b"\x01" * 20, (b"\x02" * 31,), b"")))):
         with pytest.raises(rlp.exceptions.SerializationError):
             encode_receipt(bad)
+
+
+# -- accounts: the native fast path's written-out account RLP against py-evm's sedes ---------
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**256 - 1), st.binary(min_size=32, max_size=32),
+       st.binary(min_size=32, max_size=32))
+def test_encode_account_matches_pyrlp(nonce: int, balance: int, storage_root: bytes, code_hash: bytes) -> None:
+    from eth.rlp.accounts import Account as EvmAccount
+
+    from node.execution.evm import encode_account
+
+    account = EvmAccount(nonce, balance, storage_root, code_hash)
+    assert encode_account(account) == rlp.encode(account, sedes=EvmAccount)
+    assert encode_account(EvmAccount()) == rlp.encode(EvmAccount(), sedes=EvmAccount)
+
+
+# -- transactions: the written-out RLP decoding against pyrlp's strict sedes ------------------
+_uint_st = st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1))
+_to_st = st.sampled_from([b"", b"\x11" * 20, b"\x00" * 20])
+_data_st = st.one_of(st.binary(max_size=80), st.binary(min_size=50, max_size=400))
+_access_st = st.one_of(st.just([]), st.lists(st.tuples(st.binary(min_size=20, max_size=20),
+                                                       st.lists(st.binary(min_size=32, max_size=32), max_size=2)),
+                                             max_size=2))
+
+
+def _legacy_payload(f: tuple) -> bytes:
+    from node.types.transactions import LEGACY_FIELDS
+
+    return rlp.encode(list(f), LEGACY_FIELDS)
+
+
+def _dynamic_payload(f: tuple) -> bytes:
+    from node.types.transactions import DYNAMIC_FEE_FIELDS
+
+    return rlp.encode([*f[:8], [[a, list(k)] for a, k in f[8]], *f[9:]], DYNAMIC_FEE_FIELDS)
+
+
+@st.composite
+def _mutated(draw, payload: bytes) -> bytes:
+    data = bytearray(payload)
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "extend"]))
+        at = draw(st.integers(0, max(0, len(data) - 1)))
+        if kind == "flip" and data:
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "set" and data:
+            data[at] = draw(st.sampled_from([0x00, 0x7F, 0x80, 0x81, 0xB7, 0xB8, 0xBF, 0xC0, 0xF7, 0xF8, 0xFF]))
+        elif kind == "insert":
+            data.insert(at, draw(st.integers(0, 255)))
+        elif kind == "delete" and data:
+            del data[at]
+        elif kind == "truncate":
+            del data[at:]
+        elif kind == "extend":
+            data += draw(st.binary(min_size=1, max_size=3))
+    return bytes(data)
+
+
+def _pyrlp_or_none(payload: bytes, sedes) -> list | None:
+    try:
+        return list(rlp.decode(payload, sedes))
+    except rlp.exceptions.RLPException:
+        return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.tuples(_uint_st, _uint_st, _uint_st, _to_st, _uint_st, _data_st, _uint_st, _uint_st, _uint_st),
+       st.data())
+def test_fast_legacy_decoding_agrees_with_pyrlp(fields, data) -> None:
+    from node.types.transactions import LEGACY_FIELDS, _fast_legacy
+
+    payload = _legacy_payload(fields)
+    assert _fast_legacy(payload) == fields  # canonical input: the fast path takes it
+    for candidate in (data.draw(_mutated(payload)), data.draw(st.binary(max_size=120))):
+        fast = _fast_legacy(candidate)
+        if fast is not None:  # accepted: pyrlp accepts it too, with the same fields
+            assert list(fast) == _pyrlp_or_none(candidate, LEGACY_FIELDS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.tuples(_uint_st, _uint_st, _uint_st, _uint_st, _uint_st, _to_st, _uint_st, _data_st, _access_st,
+                 _uint_st, _uint_st, _uint_st), st.data())
+def test_fast_dynamic_fee_decoding_agrees_with_pyrlp(fields, data) -> None:
+    from node.types.transactions import DYNAMIC_FEE_FIELDS, _fast_dynamic_fee
+
+    payload = _dynamic_payload(fields)
+    fast = _fast_dynamic_fee(payload)
+    if fields[8]:
+        assert fast is None  # an access list: pyrlp decodes it
+    else:
+        assert fast is not None and list(fast) == _pyrlp_or_none(payload, DYNAMIC_FEE_FIELDS)
+    for candidate in (data.draw(_mutated(payload)), data.draw(st.binary(max_size=120))):
+        fast = _fast_dynamic_fee(candidate)
+        if fast is not None:
+            assert list(fast) == _pyrlp_or_none(candidate, DYNAMIC_FEE_FIELDS)

@@ -35,8 +35,8 @@ from eth.vm.forks.prague.transactions import PragueTransactionBuilder
 from eth_typing import Address
 
 from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeSession
-from node.types._rlp import rlp_bytes, rlp_int, rlp_list
 from node.storage.base import KeyValueStore
+from node.types._rlp import rlp_bytes, rlp_int, rlp_list
 from node.types.transactions import SignedTransaction
 
 STATE_PREFIX = b"s"  # keyspace of EVM trie nodes and contract code in the store

@@ -283,6 +283,8 @@ class ConsensusRuntime:
                 # the per-message steps of a healthy round are debug detail.
                 log.log(logging.INFO if any(k in event for k in _NOTABLE) else logging.DEBUG, "%s", event)
             if ready.empty():
+                # Nothing was decided (a decided block makes a Ready non-empty), so this
+                # advance starts no height: it leaves nothing to carry out.
                 self.node.advance(ready)
                 return
             self._persist(ready.records)

@@ -15,7 +15,8 @@ inputs and carries out outputs, in the order etcd's raft made familiar:
     output   ready()              records to persist (WAL, fsync), messages to send,
                                   blocks committed, a block request, sync requests,
                                   the next deadline, and trace events
-             advance(ready)       the runtime did all of it
+             advance(ready)       the runtime did all of it; if `ready` held a decided
+                                  block, the next height starts here (see `advance`)
 
 The runtime must persist `records` before it sends `messages`: a record of every signed
 message (the signer guard) and of every prepared certificate (the lock) reaches disk
@@ -227,6 +228,13 @@ class QbftNode:
         self._future: dict[int, list[bytes]] = {}
         self._future_count = 0
         self._future_blocks: dict[int, Block] = {}
+        # A block was decided and the height after it began, but the runtime has not yet
+        # applied that block (it is in `_ready.committed`): the WAL records, buffered
+        # messages and synced blocks of the new height wait for `advance`, because
+        # validating a block of the new height needs the decided block as the head.
+        self._entered = False
+        # That block came from block sync: the synced block after it is imported next.
+        self._importing = False
         self._sync_asked: dict[bytes, float] = {}
         self.head = head
         self.h = self._new_height(head, tally)
@@ -302,18 +310,15 @@ class QbftNode:
             if len(self._future_blocks) < self.config.future_heights * 4:
                 self._future_blocks[block.number] = block
             return
-        while True:
-            h = self.h
-            reason = self._check_final(block)
-            if reason is not None:
-                self._event(f"rejected synced block {block.number}: {reason}")
-                return
-            self._event(f"imported final block {block.number} by sync")
-            self._decide(block)
-            nxt = self._future_blocks.pop(h.number + 1, None)
-            if nxt is None:
-                break
-            block = nxt
+        reason = self._check_final(block)
+        if reason is not None:
+            self._event(f"rejected synced block {block.number}: {reason}")
+            return
+        self._event(f"imported final block {block.number} by sync")
+        self._decide(block)
+        # The synced block after this one (if it came already) is imported in `advance`,
+        # once the runtime applied this one: its execution check runs on our head.
+        self._importing = True
         self._arm()
 
     def connected(self, peer: bytes) -> None:
@@ -331,9 +336,19 @@ class QbftNode:
         return self._ready
 
     def advance(self, ready: Ready) -> None:
-        """The runtime persisted, sent and applied everything in `ready`."""
-        if ready is self._ready:
-            self._ready = Ready()
+        """The runtime persisted, sent and applied everything in `ready`.
+
+        If `ready` held a decided block, the height after it starts now that the block is
+        the runtime's head: its WAL records are restored, the messages buffered for it are
+        handled (the others dropped) and a synced block for it is imported. That may
+        produce a new Ready, which the runtime carries out like any other.
+        """
+        if ready is not self._ready:
+            return
+        self._ready = Ready()
+        if self._entered:
+            self._enter_height()
+            self._arm()
 
     # -- helpers: roles and time -----------------------------------------------------------
     @property
@@ -430,15 +445,34 @@ class QbftNode:
         tally = tally_vote(h.tally, block.header.coinbase, extra.vote)
         self.head = block.header
         self.h = self._new_height(block.header, tally)
+        # The rest of the new height's start waits until the runtime has applied `block`
+        # (`advance`): a buffered proposal for it is validated against the runtime's head.
+        self._entered = True
+
+    def _enter_height(self) -> None:
+        """The runtime applied the block that began this height: restore this height's WAL
+        records, handle the messages buffered for it, and import the synced block for it
+        when the previous block came from sync. Any of these can decide the height; what
+        follows that block then waits for the next `advance` in turn."""
+        self._entered = False
+        importing, self._importing = self._importing, False
+        number = self.h.number
         if self._wal_ahead:
-            ahead = [r for r in self._wal_ahead if r.height == self.h.number]
-            self._wal_ahead = [r for r in self._wal_ahead if r.height > self.h.number]
+            ahead = [r for r in self._wal_ahead if r.height == number]
+            self._wal_ahead = [r for r in self._wal_ahead if r.height > number]
             self._restore(ahead)
-        for data in self._future.pop(self.h.number, []):
+            if self._entered:
+                return  # decided from the WAL alone: the next `advance` goes on
+        for data in self._future.pop(number, []):
             self._future_count -= 1
             self._handle(decode_message(data), data)
-        for number in [n for n in self._future if n < self.h.number]:
-            self._future_count -= len(self._future.pop(number))
+        for n in [n for n in self._future if n < number]:
+            self._future_count -= len(self._future.pop(n))
+        synced = self._future_blocks.pop(number, None) if importing else None
+        for n in [n for n in self._future_blocks if n < self.h.number]:
+            del self._future_blocks[n]
+        if synced is not None and not self._entered:
+            self.import_block(synced)
 
     # -- signing with the guard ------------------------------------------------------------
     def _sign(self, code: int, round_: int, body: tuple[object, ...]) -> Signed | None:

@@ -153,12 +153,15 @@ def test_byzantine_rejects_unknown_behaviour() -> None:
 
 # -- regressions found by seeds --------------------------------------------------------------
 def test_torn_crash_keeps_the_lock_of_the_next_height() -> None:
-    """Found by the lock invariant: a validator decides height 1 and, in the same Ready,
-    replays buffered height-2 messages, locks and sends COMMIT at height 2. It crashes
-    after persisting that Ready's WAL records but before applying block 1 (the runtime
-    applies blocks after sending). On restart its head is block 0, so the height-2
-    records lie above head + 1; once block 1 arrives by sync, the node must still be
-    locked at height 2 (and resend, not re-sign, what it signed there)."""
+    """Found by the lock invariant: a validator decides height 1, handles buffered
+    height-2 messages, locks and sends COMMIT at height 2, and crashes after persisting
+    those WAL records but before block 1 was applied. (The state machine used to handle
+    them in the Ready that decided block 1, which the runtime applies after sending; now
+    it waits for `advance`, after the block is applied, but a WAL written before that
+    change, or by a driver that advances before applying, can still hold them.) On
+    restart its head is block 0, so the height-2 records lie above head + 1; once block 1
+    arrives by sync and is applied, the node must still be locked at height 2 (and
+    resend, not re-sign, what it signed there)."""
     net = make_network(4, seed=0)
     net.start()
     by_address = {s.address: s for s in net.nodes}
@@ -197,9 +200,14 @@ def test_torn_crash_keeps_the_lock_of_the_next_height() -> None:
             node.step(vote(sim, code, 1, d1))
     ready = node.ready()
     assert [b.number for b in ready.committed] == [1]
-    assert any(r.kind == "prepared" and r.height == 2 for r in ready.records)
-    # Torn crash: records persisted, messages sent, block 1 never applied.
+    # Height 2's buffered messages wait until block 1 is applied (advance).
+    assert not any(r.height == 2 for r in ready.records)
     v0.persist(ready.records)
+    node.advance(ready)  # without applying block 1 to v0's chain: the crash below loses it
+    ahead = node.ready()
+    assert any(r.kind == "prepared" and r.height == 2 for r in ahead.records)
+    # Torn crash: records persisted, messages sent, block 1 never applied.
+    v0.persist(ahead.records)
     v0.crash()
     v0.start()  # head: genesis; WAL: heights 1 and 2
     restarted = v0.node
@@ -207,6 +215,9 @@ def test_torn_crash_keeps_the_lock_of_the_next_height() -> None:
     restarted.advance(restarted.ready())
     restarted.import_block(ready.committed[0])  # block 1, by sync
     assert restarted.height == 2
+    decided = restarted.ready()
+    assert [b.number for b in decided.committed] == [1]
+    restarted.advance(decided)  # block 1 applied: height 2 starts from its WAL records
     resent = restarted.ready()
     missing = {r.data for r in v0.wal if r.height == 2 and r.kind == "signed"} - {m.data for m in resent.messages}
     assert not missing, f"{len(missing)} messages signed at height 2 before the crash were not resent"

@@ -3,6 +3,7 @@ and a validator restarted mid-height re-sending exactly what it signed, nothing 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -10,13 +11,24 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 
 from node.config import NodeConfig
-from node.consensus.messages import PREPARE, PROPOSAL, decode_message
-from node.consensus.qbft import QbftConfig
-from node.crypto import private_key_to_address
+from node.consensus.messages import (
+    COMMIT,
+    PREPARE,
+    PROPOSAL,
+    CommitMsg,
+    PrepareMsg,
+    ProposalMsg,
+    decode_message,
+    encode_message,
+    sign_payload,
+)
+from node.consensus.qbft import QbftConfig, QbftNode
+from node.crypto import encode_signature, private_key_to_address, sign_hash
 from node.genesis import GenesisConfig, derive_dev_key, dev_accounts, dev_genesis, dev_validator_key
 from node.runtime import WAL_PREFIX, ConsensusRuntime, Gathering, load_wal
 from node.service import NodeService
 from node.types import recover_seal_signers
+from node.types.headers import seal_hash
 
 DEPLOYER = Account.from_key(dev_accounts()[9].private_key)
 
@@ -115,6 +127,97 @@ def test_restarted_validator_resends_its_signed_messages_and_signs_nothing_new(t
         # Byte-identical re-sends, and no second (conflicting) proposal or prepare.
         assert second.sent == first.sent
         assert service.chain.head.number == 0
+    finally:
+        service.close()
+
+
+def _two_blocks(tmp_path, config: QbftConfig):
+    """A 4-validator genesis and blocks 1 and 2 on it, each built by its round-0 proposer
+    on a chain of its own: (genesis, key by address, block 1, block 2)."""
+    keys = sorted((derive_dev_key(500 + i) for i in range(4)), key=private_key_to_address)
+    addresses = tuple(private_key_to_address(k) for k in keys)
+    genesis = GenesisConfig(chain_id=2024, validators=addresses, enrolments=dev_genesis().enrolments)
+    builder = NodeService(NodeConfig(data_dir=tmp_path / "builder"), genesis)
+    try:
+        chain = builder.chain
+
+        def build():
+            proposer = QbftNode(config, None, chain.head, chain.tally_after(chain.head), lambda b: None,
+                                now=0).proposer(0)
+            return chain.build_block((), timestamp=int(time.time()), proposer=proposer)
+
+        block1, execution1 = build()
+        chain.commit_block(block1, execution1)
+        block2, _ = build()
+    finally:
+        builder.close()
+    return genesis, dict(zip(addresses, keys, strict=True)), block1, block2
+
+
+def test_buffered_proposal_for_the_next_height_is_validated_after_the_decided_block_is_applied(tmp_path, caplog):
+    """A PROPOSAL for h2 that arrives while the validator is still at h1 is buffered; when
+    h1 is decided it is handled only once the runtime has applied block 1, so its execution
+    check runs on block 1 and the validator PREPAREs for h2 in round 0 (it used to reject it:
+    "block 2 does not extend the head 0", and the round timed out)."""
+    caplog.set_level(logging.INFO, logger="rxledger.consensus")
+    config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=30.0)
+    genesis, key_of, block1, block2 = _two_blocks(tmp_path, config)
+    p1, p2 = block1.header.coinbase, block2.header.coinbase
+    me = next(a for a in key_of if a not in (p1, p2))
+    voters = [p1, p2]  # with `me`, a quorum of 3 of 4
+
+    def signed(code: int, height: int, body: tuple[object, ...], author: bytes):
+        return sign_payload(code, height, 0, body, key_of[author], author)
+
+    d1, d2 = seal_hash(block1.header), seal_hash(block2.header)
+    proposal2 = ProposalMsg(signed(PROPOSAL, 2, (d2,), p2), block2, (), ())
+    proposal1 = ProposalMsg(signed(PROPOSAL, 1, (d1,), p1), block1, (), ())
+    prepares1 = [PrepareMsg(signed(PREPARE, 1, (d1,), a)) for a in voters]
+    commits1 = [CommitMsg(signed(COMMIT, 1, (d1, encode_signature(*sign_hash(d1, key_of[a]))), a))
+                for a in voters]
+
+    sent = Capture()
+    service = NodeService(NodeConfig(data_dir=tmp_path / "me"), genesis, validator_key=key_of[me])
+    runtime = service.start_consensus(config, transport=sent)
+    try:
+        # h2's proposal first (a future message at h1), then everything that decides h1.
+        for msg in [proposal2, proposal1, *prepares1, *commits1]:
+            runtime.deliver(encode_message(msg))
+
+        def prepared_h2() -> bool:
+            with sent.lock:
+                msgs = [decode_message(m).signed for m in sent.sent]
+            return any(s.code == PREPARE and s.height == 2 and s.round == 0 for s in msgs)
+
+        wait_for(lambda: prepared_h2() or "rejected PROPOSAL" in caplog.text)
+        assert service.chain.head.number == 1
+        assert "rejected PROPOSAL" not in caplog.text, caplog.text
+        assert prepared_h2()
+        assert runtime.failed is None
+    finally:
+        service.close()
+
+
+def test_synced_blocks_that_arrive_out_of_order_are_imported_on_the_applied_head(tmp_path, caplog):
+    """Block sync delivers block 2 before block 1: block 2 waits, and is imported (its
+    execution checked) once the runtime has applied block 1."""
+    caplog.set_level(logging.INFO, logger="rxledger.consensus")
+    config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=30.0)
+    genesis, key_of, block1, block2 = _two_blocks(tmp_path, config)
+
+    def sealed(block):
+        digest = seal_hash(block.header)
+        return service.chain.seal(block, [encode_signature(*sign_hash(digest, k)) for k in list(key_of.values())[:3]])
+
+    service = NodeService(NodeConfig(data_dir=tmp_path / "me"), genesis, validator_key=list(key_of.values())[3])
+    runtime = service.start_consensus(config, transport=Capture())
+    try:
+        runtime.deliver_block(sealed(block2))
+        runtime.deliver_block(sealed(block1))
+        wait_for(lambda: service.chain.head.number == 2 or "rejected synced block" in caplog.text)
+        assert "rejected synced block" not in caplog.text, caplog.text
+        assert service.chain.head.hash == block2.hash
+        assert runtime.failed is None
     finally:
         service.close()
 

@@ -136,8 +136,10 @@ def _serve(service: NodeService, sock: socket.socket, on_stop: Callable[[], None
     import uvicorn
 
     from node.rpc.app import create_app
+    from node.rpc.http import CoalescingHttpToolsProtocol
 
-    server = _server_class()(uvicorn.Config(create_app(service), log_level="warning", access_log=False))
+    server = _server_class()(uvicorn.Config(create_app(service), log_level="warning", access_log=False,
+                                            http=CoalescingHttpToolsProtocol))
     try:
         server.run(sockets=[sock])
     finally:

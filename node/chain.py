@@ -43,7 +43,7 @@ from node.types.headers import (
     block_hash,
     encode_extra,
 )
-from node.types.receipts import Receipt, encode_receipt
+from node.types.receipts import Receipt
 from node.types.transactions import SignedTransaction
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ class Chain:
             parent_hash=parent.hash, ommers_hash=EMPTY_OMMERS_HASH, coinbase=proposer,
             state_root=execution.state_root,
             transactions_root=ordered_trie_root([t.raw for t in execution.transactions]),
-            receipts_root=ordered_trie_root([encode_receipt(r) for r in execution.receipts]),
+            receipts_root=ordered_trie_root(execution.encoded_receipts()),
             logs_bloom=execution.logs_bloom, difficulty=1, number=parent.number + 1,
             gas_limit=parent.gas_limit, gas_used=execution.gas_used, timestamp=timestamp,
             extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8,
@@ -298,7 +298,7 @@ class Chain:
         checks = (
             ("state root", header.state_root, execution.state_root),
             ("receipts root", header.receipts_root,
-             ordered_trie_root([encode_receipt(r) for r in execution.receipts])),
+             ordered_trie_root(execution.encoded_receipts())),
             ("transactions root", header.transactions_root,
              ordered_trie_root([t.raw for t in block.transactions])),
             ("gas used", header.gas_used, execution.gas_used),
@@ -327,7 +327,7 @@ class Chain:
             extra = block.header.extra
             tally = tally_vote(self.tally_after(self.head), block.header.coinbase, extra.vote)
             cs.save_block(self.store, block, execution.receipts, execution.writes,
-                          {cs.tally_key(block.hash): tally.encode()})
+                          {cs.tally_key(block.hash): tally.encode()}, execution.encoded_receipts())
             self.head = block.header
             self._remember(block)
         for listener in self._listeners:

@@ -46,7 +46,7 @@ from node.execution.evm import (
 from node.execution.native import apply_native_transaction
 from node.storage.base import KeyValueStore
 from node.types.headers import EMPTY_TRIE_ROOT
-from node.types.receipts import Log, Receipt, logs_bloom, merge_blooms
+from node.types.receipts import Log, Receipt, encode_receipt, logs_bloom, merge_blooms
 from node.types.transactions import (
     LegacyTransaction,
     SignedTransaction,
@@ -88,6 +88,14 @@ class BlockExecution:
     deferred: list[SignedTransaction] = field(default_factory=list)
     # Per included transaction: its return data, or its revert data (not in receipts).
     outputs: list[bytes] = field(default_factory=list)
+    _encoded_receipts: list[bytes] | None = None
+
+    def encoded_receipts(self) -> list[bytes]:
+        """The receipts' consensus encodings, made once (the receipts root and the stored
+        block both need them)."""
+        if self._encoded_receipts is None:
+            self._encoded_receipts = [encode_receipt(r) for r in self.receipts]
+        return self._encoded_receipts
 
 
 @dataclass(frozen=True, slots=True)

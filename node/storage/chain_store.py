@@ -24,6 +24,7 @@ from collections.abc import Mapping
 import rlp
 
 from node.storage.base import KeyValueStore
+from node.types._rlp import rlp_bytes, rlp_int, rlp_list
 from node.types.blocks import Block, decode_body, encode_body
 from node.types.headers import Header, decode_header, encode_header
 from node.types.receipts import Receipt, decode_receipt, encode_receipt
@@ -57,9 +58,15 @@ def save_block(
     receipts: list[Receipt],
     state_writes: Mapping[bytes, bytes | None],
     extra: Mapping[bytes, bytes] | None = None,
+    encoded_receipts: list[bytes] | None = None,
 ) -> None:
-    """Write a final block and everything it implies in one synced batch."""
+    """Write a final block and everything it implies in one synced batch
+    (`encoded_receipts`: the receipts' encodings, if already made)."""
     h = block.hash
+    if encoded_receipts is None:
+        encoded_receipts = [encode_receipt(r) for r in receipts]
+    stored_receipts = rlp_list(b"".join(rlp_bytes(e) for e in encoded_receipts))  # as rlp.encode(list)
+    prefix = rlp_bytes(h)
     with store.batch(sync=True) as batch:
         for key, value in state_writes.items():
             if value is None:
@@ -68,9 +75,9 @@ def save_block(
                 batch.put(key, value)
         batch.put(HEADER + h, encode_header(block.header))
         batch.put(BODY + h, encode_body(block.transactions))
-        batch.put(RECEIPTS + h, rlp.encode([encode_receipt(r) for r in receipts]))
+        batch.put(RECEIPTS + h, stored_receipts)
         for index, stx in enumerate(block.transactions):
-            batch.put(TX_INDEX + stx.hash, rlp.encode([h, index]))
+            batch.put(TX_INDEX + stx.hash, rlp_list(prefix + rlp_int(index)))  # rlp.encode([h, index])
         batch.put(number_key(block.number), h)
         for key, value in (extra or {}).items():
             batch.put(key, value)

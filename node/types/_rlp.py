@@ -4,20 +4,25 @@ more; results are byte-identical (checked against pyrlp in tests/unit/test_types
 
 from __future__ import annotations
 
+_BYTE = tuple(bytes([i]) for i in range(256))  # one-byte prefixes, made once
+
 
 def rlp_length(length: int, offset: int) -> bytes:
     """The length prefix of a string (offset 0x80) or list (0xC0) payload."""
     if length < 56:
-        return bytes([offset + length])
+        return _BYTE[offset + length]
     size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([offset + 55 + len(size)]) + size
+    return _BYTE[offset + 55 + len(size)] + size
 
 
 def rlp_bytes(value: bytes) -> bytes:
     """RLP of a byte string."""
-    if len(value) == 1 and value[0] < 0x80:
-        return value
-    return rlp_length(len(value), 0x80) + value
+    n = len(value)
+    if n < 56:
+        if n == 1 and value[0] < 0x80:
+            return value
+        return _BYTE[0x80 + n] + value
+    return rlp_length(n, 0x80) + value
 
 
 def rlp_int(value: int) -> bytes:

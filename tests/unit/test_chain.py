@@ -351,3 +351,22 @@ def test_reads_never_run_ahead_of_the_head_while_a_block_is_written(tmp_path):
     location = chain.locate_transaction(stx.hash)
     assert location is not None and location.block.number == 1
     store.close()
+
+
+def test_stored_receipts_and_transaction_index_are_pyrlps_encodings():
+    """save_block writes the receipt list and each transaction's (block hash, index) with
+    the written-out RLP; both must be the bytes pyrlp makes (older data dirs hold those)."""
+    import rlp
+
+    from node.storage import chain_store as cs
+    from node.types.receipts import encode_receipt
+
+    chain = Chain(MemoryStore(), dev_genesis())
+    txs = [signed(n, to=ACCOUNTS[1].address, gas=21_000) for n in range(130)]  # index 128 needs two bytes
+    block, ex = chain.build_block(txs, timestamp=int(time.time()), proposer=VALIDATOR)
+    assert len(ex.receipts) == 130
+    chain.commit_block(block, ex)
+    assert chain.store.get(cs.RECEIPTS + block.hash) == rlp.encode([encode_receipt(r) for r in ex.receipts])
+    for index, stx in enumerate(txs):
+        assert chain.store.get(cs.TX_INDEX + stx.hash) == rlp.encode([block.hash, index])
+    assert chain.receipts(block.hash) == ex.receipts

@@ -455,3 +455,17 @@ def test_fast_dynamic_fee_decoding_agrees_with_pyrlp(fields, data) -> None:
         fast = _fast_dynamic_fee(candidate)
         if fast is not None:
             assert list(fast) == _pyrlp_or_none(candidate, DYNAMIC_FEE_FIELDS)
+
+
+# -- the written-out RLP helpers against pyrlp ---------------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=60), st.binary(min_size=50, max_size=70_000)),
+       st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1)),
+       st.lists(st.binary(max_size=80), max_size=30))
+def test_rlp_helpers_match_pyrlp(value: bytes, number: int, items: list[bytes]) -> None:
+    from node.types._rlp import rlp_bytes, rlp_int, rlp_list
+
+    assert rlp_bytes(value) == rlp.encode(value)
+    assert rlp_int(number) == rlp.encode(number)
+    assert rlp_list(b"".join(rlp_bytes(i) for i in items)) == rlp.encode(items)
+    assert rlp_list(rlp_bytes(value) * 3) == rlp.encode([value] * 3)

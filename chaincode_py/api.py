@@ -370,19 +370,36 @@ class EventDef:
     def log(self, address: bytes, args: Sequence[Any]) -> Log:
         if len(args) != len(self.types):
             raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
+        plan = _EVENT_PLANS.get((self.signature, self.indexed))
+        if plan is None:
+            plan = _EVENT_PLANS[(self.signature, self.indexed)] = _event_plan(self.types, self.indexed)
         topics = [self.topic0]
         data_values = []
-        for type_str, ix, value in zip(self.types, self.indexed, args, strict=True):
-            if not ix:
+        for topic, value in zip(plan, args, strict=True):
+            if topic is None:
                 data_values.append(value)
-            elif _is_dynamic(type_str):  # Solidity indexes dynamic values by their hash
-                raw = value.encode() if isinstance(value, str) else bytes(value)
-                topics.append(keccak256(raw) if type_str in ("bytes", "string")
-                              else keccak256(abi_encode([type_str], [value])))
             else:
-                topics.append(_topic_word(type_str, value))
+                topics.append(topic(value))
         data = _encode_data(self.data_types, data_values) if self.data_types else b""
         return Log(address, tuple(topics), data)
+
+
+TopicEncoder = Callable[[Any], bytes]
+# Per event (signature, indexed flags): each argument's topic encoder, None for data.
+_EVENT_PLANS: dict[tuple[str, tuple[bool, ...]], tuple[TopicEncoder | None, ...]] = {}
+
+
+def _event_plan(types: tuple[str, ...], indexed: tuple[bool, ...]) -> tuple[TopicEncoder | None, ...]:
+    return tuple(_topic_encoder(t) if ix else None for t, ix in zip(types, indexed, strict=True))
+
+
+def _topic_encoder(type_str: str) -> TopicEncoder:
+    """How an indexed argument of `type_str` becomes a topic."""
+    if not _is_dynamic(type_str):
+        return _topic_word_encoder(type_str)
+    if type_str in ("bytes", "string"):  # Solidity indexes dynamic values by their hash
+        return lambda value: keccak256(value.encode() if isinstance(value, str) else bytes(value))
+    return lambda value: keccak256(abi_encode([type_str], [value]))
 
 
 _encoders: dict[str, Any] = {}
@@ -400,13 +417,13 @@ def _encoder(type_str: str) -> Any:
 _topic_encoders: dict[str, Callable[[Any], bytes]] = {}
 
 
-def _topic_word(type_str: str, value: Any) -> bytes:
+def _topic_word_encoder(type_str: str) -> Callable[[Any], bytes]:
     """The topic of an indexed static value: its ABI word."""
     encode = _topic_encoders.get(type_str)
     if encode is None:
         slow = _encoder(type_str)
         encode = _topic_encoders[type_str] = _word_encoder(type_str) or (lambda v: bytes(slow(v)))
-    return encode(value)
+    return encode
 
 
 _data_word_encoders: dict[tuple[str, ...], tuple[Callable[[Any], bytes], ...] | None] = {}

@@ -57,6 +57,7 @@ class NodeService:
             state_nonce=self.chain.state_nonce,
             is_enrolled=self.chain.is_enrolled,
             limits=config.pool,
+            state_balance=lambda address: self.chain.executor.get_balance(self.chain.head.state_root, address),
         )
         self.chain.add_listener(self._on_block)
         self.validator_key = validator_key

@@ -43,11 +43,13 @@ class TxPool:
         state_nonce: Callable[[bytes], int],
         is_enrolled: Callable[[bytes], bool],
         limits: PoolLimits | None = None,
+        state_balance: Callable[[bytes], int] | None = None,
     ) -> None:
         self.chain_id = chain_id
         self.block_gas_limit = block_gas_limit
         self.state_nonce = state_nonce
         self.is_enrolled = is_enrolled
+        self.state_balance = state_balance
         self.limits = limits or PoolLimits()
         self._lock = threading.Lock()
         # sender → {nonce: tx}; OrderedDict keeps senders in arrival order.
@@ -94,6 +96,16 @@ class TxPool:
                 f"nonce too high: transaction nonce {stx.nonce} is more than "
                 f"{self.limits.max_nonce_gap} ahead of account {sender_hex} (at {state_nonce})"
             )
+        # Value and fees must be covered at the head, as geth checks after the nonce (most
+        # transactions here move no value at gas price 0: no state read for them).
+        cost = stx.tx.value + stx.gas * stx.tx.max_fee_per_gas
+        if cost and self.state_balance is not None:
+            balance = self.state_balance(stx.sender)
+            if balance < cost:
+                raise TxPoolRefused(
+                    f"insufficient funds: account {sender_hex} has {balance} wei, the transaction "
+                    f"needs {cost} (value + gas × price)"
+                )
         with self._lock:
             if stx.hash in self._by_hash:
                 raise TxPoolRefused(f"already known: transaction 0x{stx.hash.hex()} is waiting")

@@ -257,6 +257,16 @@ def test_wrong_chain_id(dev_node):
     alive(dev_node)
 
 
+def test_value_or_fees_beyond_the_balance_are_refused_on_admission(dev_node):
+    """Accounts hold no ether on a zero-fee chain: a transfer of value (or a gas price) it
+    cannot pay is refused when sent, not accepted and silently dropped by the block."""
+    nonce = state_nonce(dev_node, SENDER_ADDR)
+    error = assert_error(send_raw(dev_node, transfer(nonce, value=1)), SERVER_ERROR, "insufficient funds")
+    assert "0 wei" in error["message"] and "needs 1" in error["message"], error
+    assert_error(send_raw(dev_node, transfer(nonce, gasPrice=1)), SERVER_ERROR, "insufficient funds", "21000")
+    alive(dev_node)
+
+
 def test_unprotected_legacy_transaction_is_refused(dev_node):
     tx = {"to": DEPLOYER_ADDR, "value": 0, "gas": 21_000, "gasPrice": 0,
           "nonce": state_nonce(dev_node, SENDER_ADDR)}  # no chainId: pre-EIP-155 signature

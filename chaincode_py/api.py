@@ -44,6 +44,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar, NoReturn, Protocol
 
 from eth_abi.abi import encode as abi_encode
@@ -339,6 +340,9 @@ class AbiFunction:
         return bytes(self.encoder(values))
 
 
+TopicEncoder = Callable[[Any], bytes]
+
+
 @dataclass(frozen=True)
 class EventDef:
     """A Solidity event: topic0 and which arguments are indexed."""
@@ -367,30 +371,23 @@ class EventDef:
         data_types = tuple(t for t, ix in zip(types, flags, strict=True) if not ix)
         return cls(name, signature, keccak256(signature.encode()), types, flags, data_types)
 
+    @cached_property
+    def _plan(self) -> tuple[TopicEncoder | None, ...]:
+        """Per argument: its topic encoder if indexed, None for data (made once)."""
+        return tuple(_topic_encoder(t) if ix else None for t, ix in zip(self.types, self.indexed, strict=True))
+
     def log(self, address: bytes, args: Sequence[Any]) -> Log:
         if len(args) != len(self.types):
             raise TypeError(f"{self.name} takes {len(self.types)} arguments, got {len(args)}")
-        plan = _EVENT_PLANS.get((self.signature, self.indexed))
-        if plan is None:
-            plan = _EVENT_PLANS[(self.signature, self.indexed)] = _event_plan(self.types, self.indexed)
         topics = [self.topic0]
         data_values = []
-        for topic, value in zip(plan, args, strict=True):
+        for topic, value in zip(self._plan, args, strict=True):
             if topic is None:
                 data_values.append(value)
             else:
                 topics.append(topic(value))
         data = _encode_data(self.data_types, data_values) if self.data_types else b""
         return Log(address, tuple(topics), data)
-
-
-TopicEncoder = Callable[[Any], bytes]
-# Per event (signature, indexed flags): each argument's topic encoder, None for data.
-_EVENT_PLANS: dict[tuple[str, tuple[bool, ...]], tuple[TopicEncoder | None, ...]] = {}
-
-
-def _event_plan(types: tuple[str, ...], indexed: tuple[bool, ...]) -> tuple[TopicEncoder | None, ...]:
-    return tuple(_topic_encoder(t) if ix else None for t, ix in zip(types, indexed, strict=True))
 
 
 def _topic_encoder(type_str: str) -> TopicEncoder:

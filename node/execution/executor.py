@@ -88,7 +88,7 @@ class BlockExecution:
     deferred: list[SignedTransaction] = field(default_factory=list)
     # Per included transaction: its return data, or its revert data (not in receipts).
     outputs: list[bytes] = field(default_factory=list)
-    _encoded_receipts: list[bytes] | None = None
+    _encoded_receipts: list[bytes] | None = field(default=None, init=False, repr=False)
 
     def encoded_receipts(self) -> list[bytes]:
         """The receipts' consensus encodings, made once (the receipts root and the stored

@@ -315,6 +315,12 @@ KEYS = sorted((derive_dev_key(500 + i) for i in range(4)), key=private_key_to_ad
 SENDER = Account.from_key(dev_accounts()[9].private_key)
 
 
+def four_validator_genesis() -> GenesisConfig:
+    """The four KEYS as validators, with the dev chain's enrolments."""
+    return GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in KEYS),
+                         enrolments=dev_genesis().enrolments)
+
+
 def raw_tx(nonce: int) -> bytes:
     tx = dict(nonce=nonce, gasPrice=0, gas=21_000, to=to_checksum_address(dev_accounts()[1].address),
               value=0, chainId=2024)
@@ -369,8 +375,7 @@ def assert_agreement(validators: list[Validator]) -> None:
 
 
 def test_four_validators_decide_together_and_a_late_one_catches_up_by_sync() -> None:
-    genesis = GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in KEYS),
-                            enrolments=dev_genesis().enrolments)
+    genesis = four_validator_genesis()
     net = MemoryNetwork()
     net.start()
     validators: list[Validator] = []
@@ -401,8 +406,7 @@ def test_four_validators_decide_together_and_a_late_one_catches_up_by_sync() -> 
 def test_a_proposal_sent_before_the_peers_connected_reaches_them_when_they_do() -> None:
     """The first proposal after a network starts is not lost (it was, before the round's
     own messages were re-sent to a peer on connect: round 0 then timed out)."""
-    genesis = GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in KEYS),
-                            enrolments=dev_genesis().enrolments)
+    genesis = four_validator_genesis()
     net = MemoryNetwork()
     net.start()
     validators: list[Validator] = []

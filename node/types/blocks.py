@@ -9,7 +9,7 @@ import rlp
 
 from node.crypto import keccak256
 from node.errors import InvalidBlock
-from node.types._rlp import rlp_bytes, rlp_list
+from node.types._rlp import rlp_bytes, rlp_int, rlp_list
 from node.types.headers import EMPTY_TRIE_ROOT, Header, block_hash, decode_header, encode_header
 from node.types.transactions import SignedTransaction, decode_transaction
 
@@ -41,7 +41,7 @@ def ordered_trie_root(items: Sequence[bytes]) -> bytes:
     empty value is no entry.
     """
     entries = sorted(
-        (_nibbles(rlp.encode(index)), item) for index, item in enumerate(items) if item
+        (_nibbles(rlp_int(index)), item) for index, item in enumerate(items) if item
     )
     if not entries:
         return EMPTY_TRIE_ROOT

@@ -1,9 +1,10 @@
 """The chain: genesis, the final head, building and committing blocks, reading them back.
 
 `Chain` owns the store and the executor. A block is built (`build_block`) or received
-(`import_block`), executed once, sealed by consensus and committed (`commit_block`) in
-one atomic, fsynced storage batch. Only final blocks are ever written: QBFT finality is
-immediate, so there are no forks to keep and no reorganisation.
+and checked (`verify_execution`: the header rules of `node.validation`, then execution),
+executed once, sealed by consensus and committed (`commit_block`) in one atomic, fsynced
+storage batch. Only final blocks are ever written: QBFT finality is immediate, so there
+are no forks to keep and no reorganisation.
 
 Thread model: the block producer commits from one thread; RPC handlers read from
 others. Reads go to the store (thread-safe) and `head` is replaced atomically.
@@ -32,10 +33,16 @@ from node.storage import chain_store as cs
 from node.storage.base import KeyValueStore
 from node.types.blocks import Block, ordered_trie_root
 from node.types.headers import (
+    BASE_FEE_PER_GAS,
+    BLOB_GAS_USED,
     EMPTY_OMMERS_HASH,
     EMPTY_REQUESTS_HASH,
     EMPTY_TRIE_ROOT,
+    EXCESS_BLOB_GAS,
+    PARENT_BEACON_BLOCK_ROOT,
+    QBFT_DIFFICULTY,
     QBFT_MIX_HASH,
+    QBFT_NONCE,
     ZERO_HASH,
     Header,
     QbftExtra,
@@ -45,6 +52,7 @@ from node.types.headers import (
 )
 from node.types.receipts import Receipt
 from node.types.transactions import SignedTransaction
+from node.validation import validate_header
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,13 @@ class TxLocation:
     receipt: Receipt
     cumulative_before: int
     log_index_before: int
+
+
+def _show(value: bytes | int) -> str:
+    """A header value for an error message (a bloom's 256 bytes are not shown)."""
+    if isinstance(value, int):
+        return str(value)
+    return f"0x{value.hex()}" if len(value) <= 32 else f"0x{value[:8].hex()}… ({len(value)} bytes)"
 
 
 class Chain:
@@ -129,12 +144,12 @@ class Chain:
         header = Header(
             parent_hash=ZERO_HASH, ommers_hash=EMPTY_OMMERS_HASH, coinbase=ZERO_ADDRESS,
             state_root=state_root, transactions_root=EMPTY_TRIE_ROOT,
-            receipts_root=EMPTY_TRIE_ROOT, logs_bloom=EMPTY_BLOOM, difficulty=1, number=0,
+            receipts_root=EMPTY_TRIE_ROOT, logs_bloom=EMPTY_BLOOM, difficulty=QBFT_DIFFICULTY, number=0,
             gas_limit=self.genesis.gas_limit, gas_used=0, timestamp=self.genesis.timestamp,
-            extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8,
-            base_fee_per_gas=0, withdrawals_root=EMPTY_TRIE_ROOT, blob_gas_used=0,
-            excess_blob_gas=0, parent_beacon_block_root=ZERO_HASH,
-            requests_hash=EMPTY_REQUESTS_HASH,
+            extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=QBFT_NONCE,
+            base_fee_per_gas=BASE_FEE_PER_GAS, withdrawals_root=EMPTY_TRIE_ROOT,
+            blob_gas_used=BLOB_GAS_USED, excess_blob_gas=EXCESS_BLOB_GAS,
+            parent_beacon_block_root=PARENT_BEACON_BLOCK_ROOT, requests_hash=EMPTY_REQUESTS_HASH,
         )
         return Block(header, ()), state_writes
 
@@ -272,41 +287,42 @@ class Chain:
             state_root=execution.state_root,
             transactions_root=ordered_trie_root([t.raw for t in execution.transactions]),
             receipts_root=ordered_trie_root(execution.encoded_receipts()),
-            logs_bloom=execution.logs_bloom, difficulty=1, number=parent.number + 1,
+            logs_bloom=execution.logs_bloom, difficulty=QBFT_DIFFICULTY, number=parent.number + 1,
             gas_limit=parent.gas_limit, gas_used=execution.gas_used, timestamp=timestamp,
-            extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=b"\x00" * 8,
-            base_fee_per_gas=0, withdrawals_root=EMPTY_TRIE_ROOT, blob_gas_used=0,
-            excess_blob_gas=0, parent_beacon_block_root=ZERO_HASH,
-            requests_hash=EMPTY_REQUESTS_HASH,
+            extra_data=encode_extra(extra), mix_hash=QBFT_MIX_HASH, nonce=QBFT_NONCE,
+            base_fee_per_gas=BASE_FEE_PER_GAS, withdrawals_root=EMPTY_TRIE_ROOT,
+            blob_gas_used=BLOB_GAS_USED, excess_blob_gas=EXCESS_BLOB_GAS,
+            parent_beacon_block_root=PARENT_BEACON_BLOCK_ROOT, requests_hash=EMPTY_REQUESTS_HASH,
         )
         return Block(header, tuple(execution.transactions)), execution
 
     def verify_execution(self, block: Block) -> BlockExecution:
-        """Re-execute a block from elsewhere on the head; raise `InvalidBlock` on any mismatch."""
+        """Check a block from elsewhere against the head and re-execute it there: every
+        header rule (`node.validation.validate_header`) first, then the transactions root,
+        then execution and its results. Raises `InvalidBlock` naming the first field that
+        differs from what this chain defines or computes."""
         parent = self.head
         header = block.header
-        if header.parent_hash != parent.hash or header.number != parent.number + 1:
-            raise InvalidBlock(f"block {header.number} does not extend the head {parent.number}")
-        if header.timestamp < parent.timestamp:
-            raise InvalidBlock("block timestamp is earlier than its parent's")
-        if header.gas_limit != parent.gas_limit:
-            raise InvalidBlock("block gas limit differs from its parent's")
+        validate_header(parent, header, self.tally_after(parent))
+        transactions_root = ordered_trie_root([t.raw for t in block.transactions])
+        if header.transactions_root != transactions_root:
+            raise InvalidBlock(f"block {header.number}: transactions_root is 0x{header.transactions_root.hex()}, "
+                               f"expected 0x{transactions_root.hex()} (the root of its transactions)")
         env = self.env_for(parent, header.timestamp, header.coinbase)
         execution = self.executor.execute_block(
             parent.state_root, env, block.transactions, skip_invalid=False
         )
         checks = (
-            ("state root", header.state_root, execution.state_root),
-            ("receipts root", header.receipts_root,
+            ("state root", "state_root", header.state_root, execution.state_root),
+            ("receipts root", "receipts_root", header.receipts_root,
              ordered_trie_root(execution.encoded_receipts())),
-            ("transactions root", header.transactions_root,
-             ordered_trie_root([t.raw for t in block.transactions])),
-            ("gas used", header.gas_used, execution.gas_used),
-            ("logs bloom", header.logs_bloom, execution.logs_bloom),
+            ("gas used", "gas_used", header.gas_used, execution.gas_used),
+            ("logs bloom", "logs_bloom", header.logs_bloom, execution.logs_bloom),
         )
-        for name, claimed, computed in checks:
+        for what, name, claimed, computed in checks:
             if claimed != computed:
-                raise InvalidBlock(f"block {header.number}: {name} does not match execution")
+                raise InvalidBlock(f"block {header.number}: {what} does not match execution: {name} is "
+                                   f"{_show(claimed)}, execution gives {_show(computed)}")
         return execution
 
     def seal(self, block: Block, seals: Iterable[bytes]) -> Block:

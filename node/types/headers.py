@@ -40,6 +40,18 @@ EMPTY_REQUESTS_HASH = hashlib.sha256(b"").digest()
 # Besu's IBFT/QBFT mixHash marker: "Istanbul Byzantine fault tolerance".
 QBFT_MIX_HASH = bytes.fromhex("63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
 ZERO_HASH = b"\x00" * 32
+# The values every header of this chain carries in the fields proof of work, the fee
+# market, withdrawals, blobs, the beacon chain and execution requests gave Ethereum: none
+# of them exists here. `Chain.build_block` writes these and `node.validation` requires
+# them (the same names, so builder and validator cannot drift apart).
+QBFT_DIFFICULTY = 1
+QBFT_NONCE = b"\x00" * 8
+BASE_FEE_PER_GAS = 0
+BLOB_GAS_USED = 0
+EXCESS_BLOB_GAS = 0
+PARENT_BEACON_BLOCK_ROOT = ZERO_HASH
+# number, gas limit, gas used and timestamp are 64-bit (Ethereum's header types).
+MAX_UINT64 = 2**64 - 1
 VOTE_ADD = 0xFF
 VOTE_REMOVE = 0x00
 

@@ -95,7 +95,8 @@ def sign(key: bytes, *, nonce: int, to: bytes, data: bytes = b"", gas: int = 500
 
 def genesis() -> GenesisConfig:
     balances = tuple((a, FUNDS) for a in ADDRESSES) + ((EMPTY_ACCOUNT, 0),)
-    return replace(dev_genesis(), balances=balances)
+    # Every coinbase drawn is a validator: a block's coinbase must be one (node.validation).
+    return replace(dev_genesis(), balances=balances, validators=tuple(sorted(PROPOSERS)))
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ from chaincode_py import NativeChaincodeHost, StaleChaincodeState, block_commitm
 from chaincode_py.host import COMMITMENT_KEY  # noqa: E402
 from node.artifacts import load_artifact  # noqa: E402
 from node.chain import Chain  # noqa: E402
+from node.crypto import private_key_to_address  # noqa: E402
 from node.errors import InvalidBlock, NodeError, Reverted  # noqa: E402
 from node.execution.chaincode import (  # noqa: E402
     ANCHOR_REGISTRY,
@@ -32,7 +33,7 @@ from node.execution.chaincode import (  # noqa: E402
     NoChaincode,
 )
 from node.execution.executor import CHAINCODE_ROOT_ADDRESS  # noqa: E402
-from node.genesis import dev_accounts, dev_genesis  # noqa: E402
+from node.genesis import dev_accounts, dev_genesis, dev_validator_key  # noqa: E402
 from node.storage import MemoryStore  # noqa: E402
 from node.storage.chain_store import CHAINCODE  # noqa: E402
 from node.storage.leveldb import LevelDBStore  # noqa: E402
@@ -43,6 +44,8 @@ GOV = Abi(load_artifact("Governance")["abi"])
 ACCOUNTS = dev_accounts()
 ZERO32 = b"\x00" * 32
 T0 = 1_700_000_000
+# The coinbase of blocks another chain re-executes: a validator (node.validation's rule).
+VALIDATOR = private_key_to_address(dev_validator_key())
 
 
 def signed(index: int, nonce: int, to: bytes, data: bytes, gas: int = 500_000) -> Any:
@@ -57,7 +60,7 @@ def issue_data(n: int | str, valid_until: int = 2**40) -> bytes:
 
 
 def commit(chain: Chain, txs: list[Any], timestamp: int) -> Any:
-    block, execution = chain.build_block(txs, timestamp=timestamp, proposer=PROPOSER)
+    block, execution = chain.build_block(txs, timestamp=timestamp, proposer=VALIDATOR)
     chain.commit_block(block, execution)
     return block, execution
 
@@ -309,7 +312,7 @@ def test_reexecution_matches_and_a_validator_with_other_chaincode_state_rejects(
     txs = [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data(1)),
            signed(2, 0, PRESCRIPTION_REGISTRY, RX.encode_call("review", (keccak(text="rx-1"), True, ZERO32))),
            signed(3, 0, PRESCRIPTION_REGISTRY, RX.encode_call("dispense", (keccak(text="rx-1"), 30, ZERO32)))]
-    block, execution = leader.build_block(txs, timestamp=T0, proposer=PROPOSER)
+    block, execution = leader.build_block(txs, timestamp=T0, proposer=VALIDATOR)
     assert [r.status for r in execution.receipts] == [1, 1, 1]
     again = follower.verify_execution(block)
     assert again.writes == execution.writes and again.state_root == execution.state_root
@@ -321,7 +324,7 @@ def test_reexecution_matches_and_a_validator_with_other_chaincode_state_rejects(
     assert record is not None
     diverged.store.put(key, record[:2] + b"\x00\x00\x00\x07" + record[6:])  # admins 1 -> 7
     diverged_run = diverged.executor.execute_block(
-        diverged.head.state_root, diverged.env_for(diverged.head, T0, PROPOSER), txs, skip_invalid=False)
+        diverged.head.state_root, diverged.env_for(diverged.head, T0, VALIDATOR), txs, skip_invalid=False)
     assert [r.status for r in diverged_run.receipts] == [1, 1, 1]
     with pytest.raises(InvalidBlock, match="state root"):
         diverged.verify_execution(block)

@@ -49,7 +49,6 @@ from node.types.headers import (
     QBFT_NONCE,
     Header,
     block_hash,
-    encode_extra,
 )
 
 
@@ -91,13 +90,11 @@ def validate_header(parent: Header, header: Header, tally: VoteTally) -> None:
         raise InvalidBlock(f"block {n}: timestamp {header.timestamp} does not fit in 64 bits")
     # extra_data: the QBFT layout, well formed (decode_extra: vanity 32 bytes, validators
     # 20-byte addresses sorted and distinct, vote [] or [address, 0xff | 0x00], round an
-    # integer, seals 65 bytes each), in its one canonical encoding ...
+    # integer, seals 65 bytes each; decoded strictly, so in its one canonical encoding) ...
     try:
         extra = header.extra
     except InvalidBlock as exc:
         raise InvalidBlock(f"block {n}: extra_data: {exc}") from exc
-    if encode_extra(extra) != header.extra_data:
-        raise InvalidBlock(f"block {n}: extra_data is not in its canonical encoding")
     # ... listing the validators in force ...
     if extra.validators != tally.validators:
         raise InvalidBlock(f"block {n}: extra_data lists validators {_addresses(extra.validators)}, "

@@ -102,7 +102,7 @@ def decode_extra(data: bytes) -> QbftExtra:
     """Decode extraData; raises `InvalidBlock` naming what is malformed."""
     try:
         vanity, validators, vote_items, round_, seals = rlp.decode(data, EXTRA_SEDES)
-    except rlp.exceptions.RLPException as exc:
+    except (rlp.exceptions.RLPException, TypeError) as exc:  # TypeError: a list where round is
         raise InvalidBlock(f"malformed QBFT extraData: {exc}") from exc
     vote = None
     if vote_items:

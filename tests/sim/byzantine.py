@@ -26,14 +26,21 @@ unjustified        PROPOSALs for rounds it leads (now, or a later one) with no, 
                    claiming a prepared certificate they cannot show.
 invalid_block      its PROPOSALs carry a block execution rejects (`INVALID_STATE_ROOT`),
                    or one that does not extend the parent.
+mutated_header     its PROPOSALs carry its honest block with one header field changed
+                   (`HEADER_MUTATIONS`: every field of the header, and each part of
+                   extraData), re-signed, so that only that field is wrong. By default the
+                   fields the header rules judge (`HEADER_RULE_CASES`; the simulation does
+                   not execute, so the execution results are `invalid_block`'s).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import rlp
 from harness import INVALID_STATE_ROOT
 
 from node.consensus.messages import (
@@ -53,16 +60,24 @@ from node.consensus.messages import (
     sign_payload,
 )
 from node.consensus.validators import tally_vote, validators_commitment
-from node.crypto import encode_signature, private_key_to_address, sign_hash
+from node.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
+from node.errors import InvalidBlock
 from node.types.blocks import Block
-from node.types.headers import Vote, decode_extra, encode_extra, seal_hash
+from node.types.headers import (
+    Header,
+    Vote,
+    decode_extra,
+    encode_extra,
+    encode_header,
+    seal_hash,
+)
 
 if TYPE_CHECKING:
     from harness import Network, SimNode
 
 BEHAVIOURS = (
     "equivocate", "conflicting_votes", "bad_seals", "missing_seals", "replay", "future",
-    "unjustified", "invalid_block",
+    "unjustified", "invalid_block", "mutated_header",
 )
 
 # A key no validator holds (for seals "by someone else").
@@ -70,17 +85,94 @@ _STRANGER_KEY = bytes.fromhex("11" * 32)
 _STRANGER = private_key_to_address(_STRANGER_KEY)
 
 
+def _other(label: str) -> bytes:
+    """32 bytes no honest header holds."""
+    return keccak256(b"mutated " + label.encode())
+
+
+def _raw_extra(header: Header, **items: object) -> bytes:
+    """extraData as RLP with some of its items replaced by raw (possibly malformed) values."""
+    extra = decode_extra(header.extra_data)
+    vote: list[bytes] = [] if extra.vote is None else [extra.vote.validator, b"\xff" if extra.vote.add else b"\x00"]
+    fields = {"vanity": extra.vanity, "validators": list(extra.validators), "vote": vote,
+              "round": extra.round, "seals": list(extra.seals)}
+    fields.update(items)
+    return rlp.encode([fields[k] for k in ("vanity", "validators", "vote", "round", "seals")])
+
+
+def _with_extra(header: Header, **changes: object) -> Header:
+    extra = decode_extra(header.extra_data)
+    return replace(header, extra_data=encode_extra(replace(extra, **changes)))  # type: ignore[arg-type]
+
+
+def _flip_first_bit(data: bytes) -> bytes:
+    return bytes([data[0] ^ 0x01]) + data[1:]
+
+
+# One case per header field (and per part of extraData): (honest header, its parent) → the
+# same header with that one field wrong. Each value is one no honest block of this chain
+# holds: the rules of node.validation (or execution, or QBFT) must refuse it.
+HEADER_MUTATIONS: dict[str, Callable[[Header, Header], Header]] = {
+    "parent_hash": lambda h, p: replace(h, parent_hash=_other("parent")),
+    "ommers_hash": lambda h, p: replace(h, ommers_hash=keccak256(rlp.encode([[b"an ommer"]]))),
+    "coinbase": lambda h, p: replace(h, coinbase=_STRANGER),
+    "state_root": lambda h, p: replace(h, state_root=_other("state")),
+    "transactions_root": lambda h, p: replace(h, transactions_root=_other("transactions")),
+    "receipts_root": lambda h, p: replace(h, receipts_root=_other("receipts")),
+    "logs_bloom": lambda h, p: replace(h, logs_bloom=_flip_first_bit(h.logs_bloom)),
+    "difficulty": lambda h, p: replace(h, difficulty=h.difficulty + 1),
+    "number": lambda h, p: replace(h, number=p.number + 2),
+    "gas_limit": lambda h, p: replace(h, gas_limit=h.gas_limit + 1),
+    "gas_used": lambda h, p: replace(h, gas_used=h.gas_limit + 1),
+    "timestamp": lambda h, p: replace(h, timestamp=p.timestamp - 1),
+    "extra_data.vanity": lambda h, p: _with_extra(h, vanity=_other("vanity")),
+    "extra_data.validators": lambda h, p: _with_extra(h, validators=decode_extra(h.extra_data).validators[1:]),
+    "extra_data.vote": lambda h, p: replace(h, extra_data=_raw_extra(h, vote=[_STRANGER, b"\x01"])),
+    "extra_data.round": lambda h, p: replace(h, extra_data=_raw_extra(h, round=[b"\x00"])),
+    "mix_hash": lambda h, p: replace(h, mix_hash=_other("mix")),
+    "nonce": lambda h, p: replace(h, nonce=b"\x00" * 7 + b"\x01"),
+    "base_fee_per_gas": lambda h, p: replace(h, base_fee_per_gas=7),
+    "withdrawals_root": lambda h, p: replace(h, withdrawals_root=_other("withdrawals")),
+    "blob_gas_used": lambda h, p: replace(h, blob_gas_used=131_072),
+    "excess_blob_gas": lambda h, p: replace(h, excess_blob_gas=131_072),
+    "parent_beacon_block_root": lambda h, p: replace(h, parent_beacon_block_root=_other("beacon")),
+    "requests_hash": lambda h, p: replace(h, requests_hash=_other("requests")),
+}
+# The cases the header rules judge without executing (the simulation's blocks are not
+# executed: a wrong execution result there is `invalid_block`'s INVALID_STATE_ROOT).
+EXECUTION_RESULTS = ("state_root", "transactions_root", "receipts_root", "logs_bloom")
+HEADER_RULE_CASES = tuple(c for c in HEADER_MUTATIONS if c not in EXECUTION_RESULTS)
+
+
+def mutate_header(case: str, header: Header, parent: Header) -> Header:
+    """`header` with the one field of `case` wrong (see HEADER_MUTATIONS)."""
+    return HEADER_MUTATIONS[case](header, parent)
+
+
+def proposal_digest(header: Header) -> bytes:
+    """What a PROPOSAL for `header` signs: its seal hash, or (extraData malformed, so there
+    is none) the hash of the header as it is."""
+    try:
+        return seal_hash(header)
+    except InvalidBlock:
+        return keccak256(encode_header(header))
+
+
 class Byzantine:
     """The hook installed as `Network.byzantine[address]`."""
 
     def __init__(self, behaviours: tuple[str, ...] | frozenset[str], rng: random.Random,
-                 rate: float = 0.5) -> None:
+                 rate: float = 0.5, header_cases: tuple[str, ...] = HEADER_RULE_CASES) -> None:
         unknown = set(behaviours) - set(BEHAVIOURS)
         if unknown:
             raise ValueError(f"unknown behaviours {sorted(unknown)}")
+        unknown = set(header_cases) - set(HEADER_MUTATIONS)
+        if unknown:
+            raise ValueError(f"unknown header mutations {sorted(unknown)}")
         self.behaviours = tuple(b for b in BEHAVIOURS if b in behaviours)
         self.rng = rng
         self.rate = rate
+        self.header_cases = header_cases  # mutated_header: which fields it changes
         self.history: list[bytes] = []  # messages seen and sent, for replays
         self._last: tuple[bytes, Message] | None = None
         self.actions = 0
@@ -340,6 +432,17 @@ class Byzantine:
         block = Block(bad, msg.block.transactions)
         return True, [(f"PROPOSAL h{s.height} r{s.round} with {what}",
                        self._proposal(sim, s.height, s.round, block, msg.round_changes, msg.prepares))]
+
+    def _mutated_header(self, net: Network, sim: SimNode, msg: Message) -> tuple[bool, list[tuple[str, bytes]]]:
+        if not isinstance(msg, ProposalMsg) or sim.node is None or msg.block.number != sim.node.height:
+            return False, []
+        s = msg.signed
+        case = self.rng.choice(self.header_cases)
+        header = mutate_header(case, msg.block.header, sim.node.h.parent)
+        block = Block(header, msg.block.transactions)
+        signed = self._sign(sim, PROPOSAL, s.height, s.round, (proposal_digest(header),))
+        return True, [(f"PROPOSAL h{s.height} r{s.round} with a wrong {case}",
+                       encode_message(ProposalMsg(signed, block, msg.round_changes, msg.prepares)))]
 
     # -- forged final blocks (block sync) --------------------------------------------------
     def _forge_final(self, sim: SimNode, block: Block, how: str) -> Block:

@@ -47,6 +47,7 @@ from node.consensus.messages import COMMIT, ROUND_CHANGE, STEP_OF
 from node.consensus.qbft import QbftConfig, QbftNode, Ready, WalRecord
 from node.consensus.validators import VoteTally, tally_vote, validators_commitment
 from node.crypto import private_key_to_address
+from node.errors import InvalidBlock
 from node.genesis import derive_dev_key
 from node.types.blocks import Block
 from node.types.headers import (
@@ -62,6 +63,7 @@ from node.types.headers import (
     decode_extra,
     encode_extra,
 )
+from node.validation import validate_header
 
 INVALID_STATE_ROOT = b"\xba\xd0" * 16
 GENESIS_TIME = 1_700_000_000
@@ -105,6 +107,16 @@ def validate(block: Block) -> str | None:
     return "state root does not match execution" if block.header.state_root == INVALID_STATE_ROOT else None
 
 
+def validate_on(parent: Header, tally: VoteTally, block: Block) -> str | None:
+    """What `Chain.verify_execution` does here: the header rules on the head, then the
+    (simulated) execution check."""
+    try:
+        validate_header(parent, block.header, tally)
+    except InvalidBlock as exc:
+        return str(exc)
+    return validate(block)
+
+
 @dataclass
 class SimNode:
     key: bytes
@@ -138,11 +150,19 @@ class SimNode:
 
     def start(self) -> None:
         """Boot from what is on disk: the chain and the WAL records above its head."""
-        self.node = QbftNode(self.config, self.key, self.head, self.tally, validate,
-                             now=self.clock(), records=[r for r in self.wal if r.height > self.head.number])
+        self.node = QbftNode(self.config, self.key, self.head, self.tally, self.validate, now=self.clock(), records=[r for r in self.wal if r.height > self.head.number])
         self.node.set_pending(self.pending)
         self.up = True
         self.torn = None
+
+    def validate(self, block: Block) -> str | None:
+        """The execution check, on the head as the state machine sees it (the runtime's
+        chain head: it applies a decided block before the next height starts; a test may
+        drive the state machine on without applying it)."""
+        node = self.node
+        if node is None:  # being built: its head is ours
+            return validate_on(self.head, self.tally, block)
+        return validate_on(node.h.parent, node.h.tally, block)
 
     def crash(self) -> None:
         """Lose everything in memory; the chain and the WAL survive."""
@@ -434,16 +454,24 @@ _verified: dict[tuple[TrustedState, Header], TrustedState] = {}
 
 def check_final_blocks(net: Network, honest: Sequence[SimNode]) -> list[str]:
     """Each honest chain, walked by the light client from genesis: every block carries a
-    quorum of valid seals of the validators in force, and none is invalid for execution."""
+    quorum of valid seals of the validators in force, keeps every header rule, and none is
+    invalid for execution."""
     problems = []
     if len(_verified) > 50_000:
         _verified.clear()
     for sim in honest:
         trusted = TrustedState.from_genesis(sim.genesis)
+        parent, tally = sim.genesis, VoteTally(decode_extra(sim.genesis.extra_data).validators)
         for block in sim.chain:
             if block.header.state_root == INVALID_STATE_ROOT:
                 problems.append(f"validity: {net.name(sim.address)} finalized block {block.number} "
                                 f"{block.hash.hex()[:12]}, which execution rejects")
+            try:
+                validate_header(parent, block.header, tally)
+            except InvalidBlock as exc:
+                problems.append(f"validity: {net.name(sim.address)} finalized block {block.number} "
+                                f"{block.hash.hex()[:12]}, which breaks a header rule: {exc}")
+            parent, tally = block.header, tally_vote(tally, block.header.coinbase, block.header.extra.vote)
             key = (trusted, block.header)
             after = _verified.get(key)
             if after is None:

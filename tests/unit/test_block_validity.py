@@ -323,3 +323,18 @@ def test_a_node_catching_up_rejects_a_synced_final_block_with_one_wrong_header_f
         assert Chain(store, genesis_config()).head.hash == good.hash
     finally:
         store.close()
+
+
+def test_a_refusal_names_the_block_the_field_and_the_expected_and_found_values() -> None:
+    parent, block = honest()
+    tally = Chain(MemoryStore(), genesis_config()).tally_after(parent)
+    with pytest.raises(InvalidBlock) as refused:
+        validate_header(parent, mutated("difficulty").header, tally)
+    assert str(refused.value) == "block 1: difficulty is 2, expected 1"
+    with pytest.raises(InvalidBlock) as refused:
+        validate_header(parent, mutated("mix_hash").header, tally)
+    assert str(refused.value).startswith("block 1: mix_hash is 0x") and str(refused.value).endswith(
+        ", expected 0x63746963616c2062797a616e74696e65206661756c7420746f6c6572616e6365")
+    # A timestamp beyond 64 bits (as Ethereum's header types) is refused as such.
+    with pytest.raises(InvalidBlock, match="timestamp 18446744073709551616 does not fit in 64 bits"):
+        validate_header(parent, replace(block.header, timestamp=2**64), tally)

@@ -29,6 +29,7 @@ from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
 from node.crypto import decode_signature, keccak256, recover_address
 from node.errors import InvalidBlock
+from node.types._rlp import decode_rlp
 
 hash32 = Binary.fixed_length(32)
 address20 = Binary.fixed_length(20)
@@ -50,6 +51,8 @@ HEADER_SEDES = List(
      big_endian_int, hash32, hash32],
     strict=True,
 )
+# [vanity, [address…], vote, round, [seal…]]: lists two deep.
+EXTRA_DEPTH = 2
 EXTRA_SEDES = List(
     [Binary.fixed_length(32), CountableList(address20), CountableList(binary),
      big_endian_int, CountableList(Binary.fixed_length(65))],
@@ -89,7 +92,7 @@ def encode_extra(extra: QbftExtra) -> bytes:
 def decode_extra(data: bytes) -> QbftExtra:
     """Decode extraData; raises `InvalidBlock` naming what is malformed."""
     try:
-        vanity, validators, vote_items, round_, seals = rlp.decode(data, EXTRA_SEDES)
+        vanity, validators, vote_items, round_, seals = decode_rlp(data, EXTRA_SEDES, max_depth=EXTRA_DEPTH)
     except rlp.exceptions.RLPException as exc:
         raise InvalidBlock(f"malformed QBFT extraData: {exc}") from exc
     vote = None
@@ -163,8 +166,18 @@ def encode_header(header: Header) -> bytes:
 def decode_header(data: bytes) -> Header:
     """Decode an RLP header; raises `InvalidBlock` if malformed."""
     try:
-        return Header(*rlp.decode(data, HEADER_SEDES))
-    except (rlp.exceptions.RLPException, TypeError) as exc:
+        return Header(*decode_rlp(data, HEADER_SEDES, max_depth=1))
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidBlock(f"malformed header: {exc}") from exc
+
+
+def header_from_items(items: object) -> Header:
+    """A header from its decoded RLP items (a block's first item); raises `InvalidBlock`."""
+    if not isinstance(items, list):
+        raise InvalidBlock("malformed header: expected a list of 21 fields, got a byte string")
+    try:
+        return Header(*HEADER_SEDES.deserialize(items))
+    except rlp.exceptions.RLPException as exc:
         raise InvalidBlock(f"malformed header: {exc}") from exc
 
 

@@ -66,6 +66,20 @@ class MalformedRLP(_pyrlp.exceptions.DecodingError):  # type: ignore[misc]
         super().__init__(message, data[:64])
 
 
+class _Uint(_pyrlp.sedes.BigEndianInt):  # type: ignore[misc]
+    """pyrlp's `big_endian_int` that refuses a list where an integer belongs (pyrlp reads
+    an empty list as 0 and raises TypeError on any other list)."""
+
+    def deserialize(self, serial: object) -> int:
+        if not isinstance(serial, bytes):
+            raise _pyrlp.exceptions.DeserializationError("expected an integer, got a list", serial)
+        value: int = super().deserialize(serial)
+        return value
+
+
+uint = _Uint()
+
+
 def _prefix(data: bytes, pos: int, limit: int) -> tuple[bool, int, int]:
     """(is_list, payload start, payload end) of the item at `pos`, which must end by `limit`."""
     b0 = data[pos]
@@ -133,8 +147,12 @@ def decode_rlp(data: bytes, sedes: object = None, *, max_depth: int = MAX_RLP_DE
     if pos != n:
         raise MalformedRLP(f"{n - pos} bytes after the end of the item")
     item = root[0]
-    if sedes is None:
-        return item
+    return item if sedes is None else deserialize(item, sedes)
+
+
+def deserialize(item: object, sedes: object) -> Any:
+    """`sedes.deserialize(item)` for an item from `decode_rlp`: raises only
+    `rlp.exceptions.RLPException`."""
     try:
         return sedes.deserialize(item)  # type: ignore[attr-defined]
     except _pyrlp.exceptions.RLPException:

@@ -6,15 +6,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import rlp
-from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+from rlp.sedes import Binary, CountableList, List, binary
 
 from node.crypto import keccak256
 from node.errors import InvalidBlock
-from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list
+from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list, uint
 
 LOG_SEDES = List([Binary.fixed_length(20), CountableList(Binary.fixed_length(32)), binary], strict=True)
 RECEIPT_SEDES = List(
-    [big_endian_int, big_endian_int, Binary.fixed_length(256), CountableList(LOG_SEDES)], strict=True
+    [uint, uint, Binary.fixed_length(256), CountableList(LOG_SEDES)], strict=True
 )
 
 

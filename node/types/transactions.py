@@ -21,25 +21,25 @@ from typing import Any
 
 import rlp
 from rlp.codec import consume_length_prefix, length_prefix
-from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+from rlp.sedes import Binary, CountableList, List, binary
 
 from node.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak256, recover_address
 from node.errors import InvalidTransaction
-from node.types._rlp import decode_rlp
+from node.types._rlp import decode_rlp, uint
 
 address_sedes = Binary.fixed_length(20, allow_empty=True)
 hash_sedes = Binary.fixed_length(32)
 access_list_sedes = CountableList(List([Binary.fixed_length(20), CountableList(hash_sedes)]))
 
 LEGACY_FIELDS = List(
-    [big_endian_int, big_endian_int, big_endian_int, address_sedes, big_endian_int, binary,
-     big_endian_int, big_endian_int, big_endian_int],
+    [uint, uint, uint, address_sedes, uint, binary,
+     uint, uint, uint],
     strict=True,
 )
 DYNAMIC_FEE_FIELDS = List(
-    [big_endian_int, big_endian_int, big_endian_int, big_endian_int, big_endian_int,
-     address_sedes, big_endian_int, binary, access_list_sedes, big_endian_int,
-     big_endian_int, big_endian_int],
+    [uint, uint, uint, uint, uint,
+     address_sedes, uint, binary, access_list_sedes, uint,
+     uint, uint],
     strict=True,
 )
 

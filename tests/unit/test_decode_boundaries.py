@@ -65,7 +65,8 @@ from node.p2p.frames import (
     encode_status,
 )
 from node.types._rlp import rlp_bytes, rlp_int, rlp_list
-from node.types.blocks import Block, decode_block, decode_body as decode_block_body, encode_block, encode_body
+from node.types.blocks import Block, decode_block, encode_block, encode_body
+from node.types.blocks import decode_body as decode_block_body
 from node.types.headers import (
     EMPTY_OMMERS_HASH,
     EMPTY_REQUESTS_HASH,

@@ -71,6 +71,7 @@ import rlp
 from trie.hexary import HexaryTrie
 
 from client_sdk._errors import ClientError, Refused, VerificationFailed
+from client_sdk._json import load_json
 from client_sdk._ledger import (
     ANCHOR_REGISTRY,
     Contract,
@@ -91,6 +92,7 @@ from node.consensus.validators import validators_commitment
 from node.crypto import keccak256
 from node.errors import InvalidBlock, InvalidTransaction
 from node.rpc.formatting import header_from_rpc
+from node.types._rlp import decode_rlp
 from node.types.headers import Header, block_hash, decode_header, encode_header
 from node.types.receipts import Log, Receipt, decode_receipt, encode_receipt
 from node.types.transactions import decode_transaction
@@ -107,6 +109,12 @@ __all__ = [
 ]
 
 RECEIPT_VERSION = 1
+# A receipt read from outside: a flat object with lists of hex strings (depth 2). Its
+# audit path and proofs are a few KB; the header under 1 KB.
+MAX_RECEIPT_BYTES = 1024 * 1024
+MAX_RECEIPT_DEPTH = 2
+# A proof node: a trie node's RLP, nesting at most a branch holding an inlined node.
+_PROOF_NODE_DEPTH = 8
 DEFAULT_BATCH_SIZE = 10_000
 ZERO32 = b"\x00" * 32
 _sha256 = hashlib.sha256
@@ -213,12 +221,9 @@ class AnchorReceipt:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AnchorReceipt:
-        """Parse receipt JSON; raises `VerificationFailed` if it is not JSON or a field
-        is malformed (the reason names the field)."""
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise VerificationFailed(f"the receipt is not JSON: {exc}") from exc
+        """Parse receipt JSON; raises `VerificationFailed` if it is too large, nested too
+        deep, not JSON, or a field is malformed (the reason names the field)."""
+        obj = load_json(text, "receipt", max_bytes=MAX_RECEIPT_BYTES, max_depth=MAX_RECEIPT_DEPTH)
         return cls.from_dict(obj)
 
 
@@ -618,7 +623,7 @@ def _check_anchoring_in_block(a: AnchorProof, *, expected_chain_id: int | None =
     raw_receipt = _proven_value(header.receipts_root, key, a.receipt_proof, "receiptProof", a)
     try:
         receipt = decode_receipt(raw_receipt)
-    except Exception as exc:  # rlp raises several types for a malformed receipt
+    except InvalidBlock as exc:
         raise VerificationFailed(f"receiptProof: the proven receipt does not decode: {exc}") from None
     if receipt.status != 1:
         raise VerificationFailed(f"the anchoring transaction failed (receipt status {receipt.status})")
@@ -640,7 +645,7 @@ def _check_anchoring_in_block(a: AnchorProof, *, expected_chain_id: int | None =
 def _proven_value(root: bytes, key: bytes, nodes: tuple[bytes, ...], name: str, a: AnchorProof) -> bytes:
     try:
         value = HexaryTrie.get_from_proof(  # type: ignore[no-untyped-call]
-            root, key, [rlp.decode(node) for node in nodes]
+            root, key, [decode_rlp(node, max_depth=_PROOF_NODE_DEPTH) for node in nodes]
         )
     except Exception as exc:  # rlp and trie raise several types for a broken proof
         raise VerificationFailed(

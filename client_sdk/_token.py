@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from client_sdk._errors import ClientError, VerificationFailed
+from client_sdk._json import load_json
 
 __all__ = ["PrescriptionToken", "decode_token", "generate_pharmacy_key", "load_private_key",
            "load_public_key"]
@@ -43,6 +44,13 @@ VERSION = 1
 COMPACT_PREFIX = "RXL1."
 ALG = "X25519-HKDF-SHA256-A256GCM"
 _HKDF_INFO = b"rxledger prescription token v1"
+# A token read from outside: at most this many bytes (its JSON, and its compact form once
+# inflated, so a small zlib bomb cannot fill memory) and objects nested this deep (a token
+# is an object holding one object). A MedicationRequest is a few KB.
+MAX_TOKEN_BYTES = 1024 * 1024
+MAX_TOKEN_DEPTH = 2
+# The document inside a token: FHIR resources nest a dozen levels at most.
+MAX_DOCUMENT_DEPTH = 64
 
 
 def _b64(data: bytes) -> str:
@@ -117,7 +125,10 @@ class PrescriptionToken:
     def document_json(self) -> dict[str, Any]:
         if self.document is None:
             raise ClientError("the token's document is encrypted: open it with the pharmacy's key")
-        parsed: dict[str, Any] = json.loads(self.document)
+        parsed = load_json(self.document, "token's document", max_bytes=MAX_TOKEN_BYTES,
+                           max_depth=MAX_DOCUMENT_DEPTH)
+        if not isinstance(parsed, dict):
+            raise VerificationFailed("the token's document is not a JSON object")
         return parsed
 
     def seal_to(self, pharmacy_public_key: X25519PublicKey | bytes) -> PrescriptionToken:
@@ -168,23 +179,35 @@ class PrescriptionToken:
         return COMPACT_PREFIX + _b64(zlib.compress(body, 9))
 
 
+def _inflate(data: bytes) -> bytes:
+    """zlib-inflate a compact token's body, refusing more than MAX_TOKEN_BYTES."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, MAX_TOKEN_BYTES + 1)
+    except zlib.error as exc:
+        raise VerificationFailed("the compact token is corrupt") from exc
+    if len(out) > MAX_TOKEN_BYTES:
+        raise VerificationFailed(f"the compact token inflates to more than {MAX_TOKEN_BYTES} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise VerificationFailed("the compact token is corrupt (truncated, or bytes after its end)")
+    return out
+
+
 def decode_token(token: str | bytes | dict[str, Any] | PrescriptionToken) -> PrescriptionToken:
-    """A token from its JSON (object or text) or its compact ``RXL1.`` form."""
+    """A token from its JSON (object or text) or its compact ``RXL1.`` form. Raises only
+    `VerificationFailed` (naming what is wrong) for any malformed input."""
     if isinstance(token, PrescriptionToken):
         return token
     if isinstance(token, bytes):
         token = token.decode("utf-8", errors="replace")
     if isinstance(token, str):
+        if len(token) > 4 * MAX_TOKEN_BYTES:  # before any copy of it is made
+            raise VerificationFailed(f"the token is more than {MAX_TOKEN_BYTES} bytes")
         text = token.strip()
+        data = text.encode("utf-8", errors="replace")
         if text.startswith(COMPACT_PREFIX):
-            try:
-                text = zlib.decompress(_unb64(text[len(COMPACT_PREFIX):], "compact")).decode()
-            except zlib.error as exc:
-                raise VerificationFailed("the compact token is corrupt") from exc
-        try:
-            token = json.loads(text)
-        except ValueError as exc:
-            raise VerificationFailed(f"the token is not JSON: {exc}") from exc
+            data = _inflate(_unb64(text[len(COMPACT_PREFIX):], "compact"))
+        token = load_json(data, "token", max_bytes=MAX_TOKEN_BYTES, max_depth=MAX_TOKEN_DEPTH)
     if not isinstance(token, dict):
         raise VerificationFailed("a token is a JSON object")
     if token.get("v") != VERSION:
@@ -203,7 +226,11 @@ def decode_token(token: str | bytes | dict[str, Any] | PrescriptionToken) -> Pre
         doc = token["doc"]
         if not isinstance(doc, str):
             raise VerificationFailed("token field 'doc' must be the canonical JSON text")
-        return PrescriptionToken(rx_id, salt, doc.encode(), None)
+        try:
+            encoded = doc.encode()
+        except UnicodeEncodeError as exc:  # a lone surrogate escaped in the JSON
+            raise VerificationFailed(f"token field 'doc' is not valid text: {exc}") from None
+        return PrescriptionToken(rx_id, salt, encoded, None)
     enc = token.get("enc")
     if not isinstance(enc, dict) or not all(isinstance(v, str) for v in enc.values()):
         raise VerificationFailed("a token needs 'doc' or 'enc'")

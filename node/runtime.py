@@ -38,7 +38,7 @@ from typing import Protocol
 
 from node.chain import Chain
 from node.consensus.qbft import QbftConfig, QbftNode, Ready, SyncRequest, WalRecord
-from node.errors import InvalidBlock, NodeError
+from node.errors import InvalidBlock, NodeError, StorageError
 from node.execution.executor import BlockExecution
 from node.storage import chain_store as cs
 from node.txpool.pool import TxPool
@@ -84,6 +84,10 @@ class NoPeers:
         return []
 
 
+def _peer_name(peer: bytes | None) -> str:
+    return "an unknown peer" if peer is None else "0x" + peer.hex()
+
+
 def _wal_key(record: WalRecord, index: int) -> bytes:
     kind = b"s" if record.kind == "signed" else b"p"
     return (WAL_PREFIX + record.height.to_bytes(8, "big") + record.round.to_bytes(4, "big")
@@ -101,8 +105,11 @@ def load_wal(chain: Chain) -> list[WalRecord]:
 
 
 def _decode_wal_key(key: bytes) -> tuple[int, int, int, str]:
-    """(height, round, step, kind) from a key made by `_wal_key`."""
+    """(height, round, step, kind) from a key made by `_wal_key`; a key of another
+    length (a corrupt store) raises `StorageError`."""
     at = len(WAL_PREFIX)
+    if len(key) != at + 16 or key[at + 13:at + 14] not in (b"s", b"p"):
+        raise StorageError(f"corrupt consensus WAL key 0x{key.hex()}")
     height = int.from_bytes(key[at:at + 8], "big")
     round_ = int.from_bytes(key[at + 8:at + 12], "big")
     step = key[at + 12]
@@ -152,11 +159,20 @@ class ConsensusRuntime:
         take_vote: Callable[[], Vote | None] = lambda: None,
         clock: Callable[[], float] = time.time,
         gathering: Gathering | None = None,
+        on_bad_message: Callable[[bytes, str], None] | None = None,
     ) -> None:
+        """`on_bad_message(peer, reason)`: a peer sent a consensus message no honest node
+        sends (malformed, wrongly signed): the transport may score or disconnect it. By
+        default the transport's own `bad_message(peer, reason)`, if it has one. Called on
+        the consensus thread: it must not block."""
         self.chain = chain
         self.pool = pool
         self.config = config
         self.transport = transport or NoPeers()
+        if on_bad_message is None:
+            on_bad_message = getattr(self.transport, "bad_message", None)
+        self.on_bad_message = on_bad_message
+        self.dropped_messages = 0  # dropped as malformed, or by the defence below
         self.take_vote = take_vote
         self.clock = clock
         self.gathering = gathering or Gathering()
@@ -175,9 +191,9 @@ class ConsensusRuntime:
         self.address = self.node.address
 
     # -- inputs from other threads ---------------------------------------------------------
-    def deliver(self, data: bytes) -> None:
-        """A consensus message from a peer."""
-        self._inbox.put(("msg", data))
+    def deliver(self, data: bytes, peer: bytes | None = None) -> None:
+        """A consensus message from `peer` (its address, if the transport knows it)."""
+        self._inbox.put(("msg", (data, peer)))
 
     def deliver_block(self, block: Block) -> None:
         """A final block from block sync."""
@@ -262,11 +278,29 @@ class ConsensusRuntime:
 
     def _handle(self, kind: str, item: object) -> None:
         if kind == "msg":
-            assert isinstance(item, bytes)
+            assert isinstance(item, tuple)
+            data, peer = item
             # Dated by its arrival: a proposal ending an idle stretch starts round 0's
             # timer then. (Only the time: timers fire in tick, after set_pending, so a
             # block is never requested on the pending flag of the height before.)
-            self.node.step(item, self.clock())
+            try:
+                reason = self.node.step(data, self.clock())
+            except Exception as exc:  # defence in depth, see below
+                # The state machine turns every malformed message into InvalidMessage and
+                # drops it; anything else escaping `step` is a bug in handling one message
+                # (applying blocks and writing storage happen in `_carry_out`, outside this
+                # guard, and still stop consensus). One peer's message must not end
+                # consensus: drop it, say so loudly, and go on.
+                log.error("dropped a consensus message from %s that raised %s: %s",
+                          _peer_name(peer), type(exc).__name__, exc, exc_info=True)
+                reason = f"message raised {type(exc).__name__}"
+            if reason is not None:
+                self.dropped_messages += 1
+                if peer is not None and self.on_bad_message is not None:
+                    try:
+                        self.on_bad_message(peer, reason)
+                    except Exception:  # scoring must not stop consensus
+                        log.exception("on_bad_message failed for %s", _peer_name(peer))
         elif kind == "block":
             assert isinstance(item, Block)
             self.node.import_block(item)

@@ -26,8 +26,8 @@ from typing import cast
 import rlp
 
 from node.crypto import decode_signature, encode_signature, keccak256, recover_address, sign_hash
-from node.errors import NodeError
-from node.types._rlp import rlp_list
+from node.errors import InvalidBlock, NodeError
+from node.types._rlp import decode_rlp, decode_rlp_list_items, rlp_list
 from node.types.blocks import Block, decode_block, encode_block
 
 PROPOSAL = 0x12
@@ -207,44 +207,96 @@ def encode_message(msg: Message) -> bytes:
     return rlp.encode([msg.signed.code, encode_signed(msg.signed)])
 
 
-def decode_message(data: bytes) -> Message:
-    """Parse wire bytes, recovering every signature's author. Raises `InvalidMessage`."""
+# A message nests lists at most this deep: [code, [[h, r, [pr, pd]], sig], block, [[..]]]
+# (a ROUND-CHANGE in a proposal's justification: message, list, signed, payload,
+# prepared), and a block's legacy transaction sits at depth 4.
+MAX_MESSAGE_DEPTH = 5
+# A signed payload is [[height, round, digest | [round, digest], seal?], signature]: under
+# 300 bytes with honest integers; this leaves room and refuses anything bigger unread.
+MAX_SIGNED_BYTES = 1024
+_EXPECTED_ITEMS = {PROPOSAL: 5, ROUND_CHANGE: 4, PREPARE: 2, COMMIT: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message with only its code and outer signed payload decoded (author recovered).
+
+    What it carries (a proposal's block, justifications) stays as bytes in `parts` until
+    `open`: a node checks that the author may send this message at all before it spends
+    anything on the rest (and a hostile block never reaches the block decoder unless a
+    validator signed it)."""
+
+    signed: Signed
+    parts: tuple[bytes, ...]
+
+    @property
+    def code(self) -> int:
+        return self.signed.code
+
+    def open(self, max_justification: int | None = None) -> Message:
+        """The whole message; raises `InvalidMessage`. A justification longer than
+        `max_justification` signed payloads (the validator count) is refused unread."""
+        code, signed = self.signed.code, self.signed
+        if code == PREPARE:
+            return PrepareMsg(signed)
+        if code == COMMIT:
+            return CommitMsg(signed)
+        name = CODE_NAMES[code]
+        try:
+            if code == PROPOSAL:
+                block = decode_block(self.parts[0])
+                rcs = decode_justification(self.parts[1], ROUND_CHANGE, max_justification)
+                prepares = decode_justification(self.parts[2], PREPARE, max_justification)
+                return ProposalMsg(signed, block, rcs, prepares)
+            block_or_none = None if self.parts[0] == b"\x80" else decode_block(self.parts[0])
+            prepares = decode_justification(self.parts[1], PREPARE, max_justification)
+            return RoundChangeMsg(signed, block_or_none, prepares)
+        except InvalidBlock as exc:  # also a malformed transaction inside the block
+            raise InvalidMessage(f"{name}: carried block is invalid: {exc}") from exc
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode a message's code and outer signed payload and recover its author, leaving
+    what it carries undecoded. Raises `InvalidMessage` (and nothing else) on any input."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise InvalidMessage(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     try:
-        items = rlp.decode(data)
-    except (rlp.exceptions.RLPException, ValueError) as exc:
+        items = decode_rlp_list_items(data)
+        if not items:
+            raise InvalidMessage("a message must be an RLP list starting with its code")
+        code_item = decode_rlp(items[0], max_depth=0)
+    except rlp.exceptions.RLPException as exc:
         raise InvalidMessage(f"malformed RLP: {exc}") from exc
-    if not isinstance(items, list) or not items or not isinstance(items[0], bytes):
-        raise InvalidMessage("a message must be an RLP list starting with its code")
-    code = int.from_bytes(items[0], "big") if items[0] else 0
+    assert isinstance(code_item, bytes)  # max_depth=0: no list
+    code = int.from_bytes(code_item, "big") if code_item[:1] != b"\x00" else -1
+    if _EXPECTED_ITEMS.get(code) != len(items):
+        raise InvalidMessage(f"unknown message code 0x{code_item.hex()} or wrong number of items "
+                             f"({len(items)})")
     try:
-        if code == PROPOSAL and len(items) == 5:
-            signed = decode_signed(code, items[1])
-            block = decode_block(rlp.encode(items[2]))
-            rcs = tuple(decode_signed(ROUND_CHANGE, i) for i in _list(items[3]))
-            prepares = tuple(decode_signed(PREPARE, i) for i in _list(items[4]))
-            return ProposalMsg(signed, block, rcs, prepares)
-        if code == ROUND_CHANGE and len(items) == 4:
-            signed = decode_signed(code, items[1])
-            block_or_none = None if items[2] == b"" else decode_block(rlp.encode(items[2]))
-            prepares = tuple(decode_signed(PREPARE, i) for i in _list(items[3]))
-            return RoundChangeMsg(signed, block_or_none, prepares)
-        if code == PREPARE and len(items) == 2:
-            return PrepareMsg(decode_signed(code, items[1]))
-        if code == COMMIT and len(items) == 2:
-            return CommitMsg(decode_signed(code, items[1]))
-    except InvalidMessage:
-        raise
-    except NodeError as exc:  # InvalidBlock / InvalidTransaction inside a carried block
-        raise InvalidMessage(f"{CODE_NAMES.get(code, code)}: carried block is invalid: {exc}") from exc
-    raise InvalidMessage(f"unknown message code 0x{code:02x} or wrong number of items")
+        signed_items = decode_rlp(items[1], max_depth=3, max_bytes=MAX_SIGNED_BYTES)
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidMessage(f"{CODE_NAMES[code]}: malformed signed payload: {exc}") from exc
+    return Envelope(decode_signed(code, signed_items), tuple(items[2:]))
 
 
-def _list(item: object) -> list[object]:
-    if not isinstance(item, list):
-        raise InvalidMessage("justification must be a list")
-    return item
+def decode_message(data: bytes) -> Message:
+    """Parse wire bytes, recovering every signature's author. Raises `InvalidMessage`
+    (and nothing else) on any input."""
+    return decode_envelope(data).open()
+
+
+def decode_justification(data: bytes, code: int, limit: int | None) -> tuple[Signed, ...]:
+    """An encoded list of signed payloads under `code`; raises `InvalidMessage`."""
+    name = f"{CODE_NAMES[code]} justification"
+    try:
+        items = decode_rlp(data, max_depth=4)
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidMessage(f"malformed {name}: {exc}") from exc
+    if not isinstance(items, list):
+        raise InvalidMessage(f"{name} must be a list")
+    if limit is not None and len(items) > limit:
+        raise InvalidMessage(f"{name} holds {len(items)} signed payloads, more than the {limit} validators")
+    return tuple(decode_signed(code, item) for item in items)
 
 
 def describe(msg: Message) -> str:

@@ -50,20 +50,23 @@ from dataclasses import dataclass, field, replace
 import rlp
 
 from node.consensus.messages import (
+    CODE_NAMES,
     COMMIT,
     PREPARE,
     PROPOSAL,
     ROUND_CHANGE,
     STEP_OF,
     CommitMsg,
+    Envelope,
     InvalidMessage,
     Message,
     PrepareMsg,
     ProposalMsg,
     RoundChangeMsg,
     Signed,
+    decode_envelope,
+    decode_justification,
     decode_message,
-    decode_signed,
     describe,
     encode_message,
     encode_signed,
@@ -79,7 +82,7 @@ from node.crypto import (
     sign_hash,
 )
 from node.errors import InvalidBlock
-from node.types._rlp import rlp_list
+from node.types._rlp import decode_rlp, decode_rlp_list_items, rlp_list
 from node.types.blocks import Block, decode_block, encode_block
 from node.types.headers import (
     Header,
@@ -105,7 +108,17 @@ class QbftConfig:
     # How far ahead a proposal's timestamp may be of our clock.
     max_clock_drift: float = 5.0
     future_heights: int = 10
-    max_future_messages: int = 1000
+    # Memory one author can make this node hold (its messages are counted when they
+    # arrive, wire bytes): for the rounds at and above the current one at this height,
+    # and, separately, for the next `future_heights` heights. A validator over either
+    # budget has its further messages dropped (never another author's: honest messages
+    # are not evicted); authors outside the validator set share one such budget. So a
+    # Byzantine validator holds at most 2 × the budget, and the buffers of n validators
+    # (n + 1) × 2 × it. Besu: futureMessagesLimit 1000 messages and
+    # futureMessagesMaxDistance 10 heights, shared by all authors (the highest heights
+    # evicted first); geth has no BFT engine.
+    max_messages_per_author: int = 256
+    max_bytes_per_author: int = 16 * 1024 * 1024
     max_round: int = 1_000
     sync_retry: float = 1.0
 
@@ -201,6 +214,9 @@ class _Height:
     # When this height last stopped being idle (transactions began to wait here, or a
     # proposal arrived); None: it has not been idle since it started.
     active_since: float | None = None
+    # Messages each author sent for rounds >= the current one: author → round →
+    # [count, wire bytes] (`QbftConfig.max_messages_per_author`).
+    held: dict[bytes, dict[int, list[int]]] = field(default_factory=dict)
 
 
 class QbftNode:
@@ -225,8 +241,10 @@ class QbftNode:
         self.pending = False
         self._ready = Ready()
         self._last_signed: tuple[int, int, int] = (-1, -1, -1)
-        self._future: dict[int, list[bytes]] = {}
-        self._future_count = 0
+        # Messages for the next heights, by height: (budget key, envelope, wire size), and
+        # what each budget key holds there: [count, bytes].
+        self._future: dict[int, list[tuple[bytes, Envelope, int]]] = {}
+        self._future_held: dict[bytes, list[int]] = {}
         self._future_blocks: dict[int, Block] = {}
         # A block was decided and the height after it began, but the runtime has not yet
         # applied that block (it is in `_ready.committed`): the WAL records, buffered
@@ -289,18 +307,25 @@ class QbftNode:
             return
         self._send_proposal(block, r, h.rc_justification.get(r, ()) if r else (), ())
 
-    def step(self, data: bytes, now: float | None = None) -> None:
+    def step(self, data: bytes, now: float | None = None) -> str | None:
         """A message arrived (at `now`; default: the time of the last input). Invalid ones
-        are dropped with a trace event. Timers fire only in `tick`."""
+        are dropped with a trace event. Timers fire only in `tick`.
+
+        Returns why the message was dropped as malformed or wrongly signed (its sender
+        sent bytes no honest node sends: the runtime tells the transport), else None.
+        Only the envelope (code, outer signed payload, author) is decoded before the
+        author is known to be a validator at this height (and, for a proposal, the
+        proposer of its round) and within its budget; only then what it carries."""
         if now is not None:
             self.now = max(self.now, now)
         try:
-            msg = decode_message(data)
+            env = decode_envelope(data)
         except InvalidMessage as exc:
             self._event(f"dropped undecodable message: {exc}")
-            return
-        self._handle(msg, data)
+            return str(exc)
+        reason = self._handle_envelope(env, len(data))
         self._arm()
+        return reason
 
     def import_block(self, block: Block) -> None:
         """A final block from block sync: checked against the validators, then decided."""
@@ -463,11 +488,12 @@ class QbftNode:
             self._restore(ahead)
             if self._entered:
                 return  # decided from the WAL alone: the next `advance` goes on
-        for data in self._future.pop(number, []):
-            self._future_count -= 1
-            self._handle(decode_message(data), data)
+        for key, env, size in self._future.pop(number, []):
+            self._release_future(key, size)
+            self._handle_envelope(env, size)
         for n in [n for n in self._future if n < number]:
-            self._future_count -= len(self._future.pop(n))
+            for key, _env, size in self._future.pop(n):
+                self._release_future(key, size)
         synced = self._future_blocks.pop(number, None) if importing else None
         for n in [n for n in self._future_blocks if n < self.h.number]:
             del self._future_blocks[n]
@@ -508,8 +534,8 @@ class QbftNode:
         if signed is None:
             return
         msg = ProposalMsg(signed, block, rcs, prepares)
-        data = self._emit(msg, round_)
-        self._handle(msg, data)
+        self._emit(msg, round_)
+        self._handle(msg)
 
     def _with_round(self, block: Block, round_: int) -> Block:
         extra = block.header.extra
@@ -673,6 +699,7 @@ class QbftNode:
         if r > h.round:
             h.round = r
             h.round_started = self.now
+            self._prune_rounds()
             self._event(f"moved to round {r} (timeout {self.config.timeout(r):g}s)")
         if send_round_change and self.key is not None and self.address in h.validators \
                 and (r, ROUND_CHANGE) not in h.sent:
@@ -748,20 +775,84 @@ class QbftNode:
             self._request_block(r)
 
     # -- dispatch --------------------------------------------------------------------------
-    def _handle(self, msg: Message, data: bytes) -> None:
+    def _handle_envelope(self, env: Envelope, size: int) -> str | None:
+        """A message from the network, its author recovered and nothing else decoded: the
+        cheap checks and the author's budget first, then the rest decoded and handled.
+        Returns why it was malformed (see `step`), else None."""
+        h, s = self.h, env.signed
+        if s.height < h.number:
+            self._on_stale(s)
+            return None
+        if s.height > h.number:
+            self._buffer_future(env, size)
+            return None
+        if s.author not in h.validators:
+            self._event(f"dropped {_describe_signed(s)} from non-validator {s.author.hex()[:8]}")
+            return None
+        if s.code == PROPOSAL and s.author != self.proposer(s.round):
+            self._event(f"rejected PROPOSAL r{s.round} from {s.author.hex()[:8]}: "
+                        f"author {s.author.hex()[:8]} is not the proposer of round {s.round}")
+            return None
+        if s.round >= h.round and not self._charge(s, size):
+            return None
+        try:
+            msg = env.open(len(h.validators))
+        except InvalidMessage as exc:
+            self._event(f"dropped {_describe_signed(s)} from {s.author.hex()[:8]}: {exc}")
+            return str(exc)
+        self._handle(msg)
+        return None
+
+    def _charge(self, s: Signed, size: int) -> bool:
+        """Count a message for round >= the current one against its author's budget;
+        False (dropped, with an event) if that would exceed it."""
+        h, cfg = self.h, self.config
+        rounds = h.held.setdefault(s.author, {})
+        for r in [r for r in rounds if r < h.round]:
+            del rounds[r]
+        count = sum(c for c, _ in rounds.values())
+        held = sum(b for _, b in rounds.values())
+        if count + 1 > cfg.max_messages_per_author or held + size > cfg.max_bytes_per_author:
+            self._event(f"dropped {_describe_signed(s)} from {s.author.hex()[:8]}: it holds "
+                        f"{count} messages ({held} bytes) for this height, its budget is "
+                        f"{cfg.max_messages_per_author} ({cfg.max_bytes_per_author} bytes)")
+            return False
+        entry = rounds.setdefault(s.round, [0, 0])
+        entry[0] += 1
+        entry[1] += size
+        return True
+
+    def _prune_rounds(self) -> None:
+        """Drop what no rule reads once the round moved on: PREPAREs and ROUND-CHANGEs of
+        lower rounds (a lock forms, and a round change counts, only in the current round
+        or above), COMMITs of lower rounds for anything but that round's proposal (the
+        ones for it can still decide the height)."""
+        h = self.h
+        for key in [k for k in h.prepares if k[0] < h.round]:
+            del h.prepares[key]
+        for key in [k for k in h.commits
+                    if k[0] < h.round and h.proposals.get(k[0], (None, None))[1] != k[1]]:
+            del h.commits[key]
+        for r in [r for r in h.round_changes if r < h.round]:
+            del h.round_changes[r]
+
+    def _on_stale(self, s: Signed) -> None:
+        # That height is decided here. Late PREPAREs and COMMITs are normal; a ROUND-CHANGE
+        # means its author is stuck at that height: push it our blocks.
+        h = self.h
+        asked = self._sync_asked.get(b"push" + s.author)
+        if s.code == ROUND_CHANGE and s.author in h.validators \
+                and (asked is None or self.now >= asked + self.config.sync_retry):
+            self._sync_asked[b"push" + s.author] = self.now
+            self._ready.push.append(SyncRequest(s.author, s.height))
+
+    def _handle(self, msg: Message) -> None:
         h, s = self.h, msg.signed
         if s.height < h.number:
-            # Stale: that height is decided here. Late PREPAREs and COMMITs are normal; a
-            # ROUND-CHANGE means its author is stuck at that height: push it our blocks.
-            asked = self._sync_asked.get(b"push" + s.author)
-            if s.code == ROUND_CHANGE and s.author in h.validators \
-                    and (asked is None or self.now >= asked + self.config.sync_retry):
-                self._sync_asked[b"push" + s.author] = self.now
-                self._ready.push.append(SyncRequest(s.author, s.height))
+            self._on_stale(s)
             return
         if s.height > h.number:
-            self._buffer_future(s, data)
-            return
+            return  # not reached: the network's messages come through `_handle_envelope`
         if s.author not in h.validators:
             self._event(f"dropped {describe(msg)} from non-validator {s.author.hex()[:8]}")
             return
@@ -774,21 +865,33 @@ class QbftNode:
         else:
             self._on_round_change(msg)
 
-    def _buffer_future(self, s: Signed, data: bytes) -> None:
-        if s.height > self.h.number + self.config.future_heights:
+    def _buffer_future(self, env: Envelope, size: int) -> None:
+        s, cfg = env.signed, self.config
+        if s.height > self.h.number + cfg.future_heights:
             return
-        if self._future_count >= self.config.max_future_messages:
-            highest = max(self._future)
-            if s.height >= highest:
-                return
-            self._future_count -= len(self._future.pop(highest))
-        self._future.setdefault(s.height, []).append(data)
-        self._future_count += 1
+        # Validators of this height each have a budget; anyone else shares one.
+        key = s.author if s.author in self.h.validators else b""
+        held = self._future_held.setdefault(key, [0, 0])
+        if held[0] + 1 > cfg.max_messages_per_author or held[1] + size > cfg.max_bytes_per_author:
+            self._event(f"dropped {_describe_signed(s)} from {s.author.hex()[:8]}: its "
+                        f"future-height budget ({cfg.max_messages_per_author} messages, "
+                        f"{cfg.max_bytes_per_author} bytes) is spent")
+            return
+        held[0] += 1
+        held[1] += size
+        self._future.setdefault(s.height, []).append((key, env, size))
         asked = self._sync_asked.get(s.author)
         # Ask a validator we know (not whoever a forged signature recovers to) for blocks.
         if s.author in self.h.validators and (asked is None or self.now >= asked + self.config.sync_retry):
             self._sync_asked[s.author] = self.now
             self._ready.sync.append(SyncRequest(s.author, self.h.number))
+
+    def _release_future(self, key: bytes, size: int) -> None:
+        held = self._future_held[key]
+        held[0] -= 1
+        held[1] -= size
+        if not held[0]:
+            del self._future_held[key]
 
     # -- final blocks from sync ------------------------------------------------------------
     def _check_final(self, block: Block) -> str | None:
@@ -822,7 +925,7 @@ class QbftNode:
             if rec.height != h.number:
                 continue
             if rec.kind == "prepared":
-                lock = _decode_prepared(rec.data)
+                lock = _decode_prepared(rec)
                 if h.lock is None or lock.round > h.lock.round:
                     h.lock = lock
                     # The proposal we accepted in that round is the locked block: keep it,
@@ -833,14 +936,20 @@ class QbftNode:
                     h.round = rec.round
                 # Re-send what we signed before the crash: identical bytes, never re-signed.
                 self._ready.messages.append(Outbound(None, rec.data))
-                msg = decode_message(rec.data)
+                msg = _decode_wal_message(rec)
                 h.sent.add((rec.round, msg.signed.code))
                 h.own = [o for o in h.own if o[0] >= rec.round] + [(rec.round, rec.data)]
                 own.append((msg, rec.data))
         if h.round:
             self._event(f"restored at round {h.round} from the WAL")
-        for msg, data in own:  # count our own votes again
-            self._handle(msg, data)
+        for msg, _data in own:  # count our own votes again
+            self._handle(msg)
+
+
+def _describe_signed(s: Signed) -> str:
+    """A message's short form from its envelope (what it carries is not decoded)."""
+    digest = "" if s.code == ROUND_CHANGE else f" {s.digest.hex()[:8]}"
+    return f"{CODE_NAMES[s.code]} h{s.height} r{s.round}{digest}"
 
 
 def _encode_prepared(p: _Prepared) -> bytes:
@@ -848,10 +957,28 @@ def _encode_prepared(p: _Prepared) -> bytes:
                     + rlp.encode([encode_signed(s) for s in p.prepares]))
 
 
-def _decode_prepared(data: bytes) -> _Prepared:
-    round_, block, digest, prepares = rlp.decode(data)
-    return _Prepared(int.from_bytes(round_, "big"), decode_block(rlp.encode(block)), digest,
-                     tuple(decode_signed(PREPARE, p) for p in prepares))
+def _decode_prepared(rec: WalRecord) -> _Prepared:
+    """A prepared certificate from its WAL record. A record this node did not write
+    (a corrupt store) raises `InvalidMessage` naming it: the runtime stops loudly."""
+    try:
+        parts = decode_rlp_list_items(rec.data)
+        if len(parts) != 4:
+            raise InvalidMessage(f"expected [round, block, digest, prepares], got {len(parts)} items")
+        round_, digest = decode_rlp(parts[0], max_depth=0), decode_rlp(parts[2], max_depth=0)
+        assert isinstance(round_, bytes) and isinstance(digest, bytes)  # max_depth=0
+        if round_[:1] == b"\x00" or len(digest) != 32:
+            raise InvalidMessage("the round or the digest is malformed")
+        return _Prepared(int.from_bytes(round_, "big"), decode_block(parts[1]), digest,
+                         decode_justification(parts[3], PREPARE, None))
+    except (rlp.exceptions.RLPException, InvalidBlock, InvalidMessage) as exc:
+        raise InvalidMessage(f"WAL record (prepared, h{rec.height} r{rec.round}) is corrupt: {exc}") from exc
+
+
+def _decode_wal_message(rec: WalRecord) -> Message:
+    try:
+        return decode_message(rec.data)
+    except InvalidMessage as exc:
+        raise InvalidMessage(f"WAL record (signed, h{rec.height} r{rec.round}) is corrupt: {exc}") from exc
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from enum import IntEnum
 import rlp
 
 from node.errors import NodeError
+from node.types._rlp import decode_rlp
 
 MAX_FRAME_SIZE = 8 * 1024 * 1024
 PROTOCOL_VERSION = 1
@@ -118,9 +119,11 @@ def decode_frames(buffer: bytes, max_size: int = MAX_FRAME_SIZE) -> tuple[list[F
 
 # -- payloads -----------------------------------------------------------------------------
 def _rlp_list(data: bytes, what: str, size: int | None = None) -> list[object]:
+    # Every payload is a flat list. Depth 2 lets a list where a field belongs be named as
+    # such; anything deeper is refused as it opens (decode_rlp).
     try:
-        items = rlp.decode(data)
-    except (rlp.exceptions.RLPException, ValueError) as exc:
+        items = decode_rlp(data, max_depth=2)
+    except rlp.exceptions.RLPException as exc:
         raise P2PError(f"malformed {what}: {exc}") from exc
     if not isinstance(items, list):
         raise P2PError(f"malformed {what}: expected an RLP list")

@@ -6,7 +6,9 @@ It adapts a `PeerNetwork` (`P2PService` over TLS, or `MemoryTransport`) to
     runtime → peers   broadcast/send      CONSENSUS frames
                       request_blocks      GET_BLOCKS(from, chunk), continued chunk by chunk
                       push_blocks         BLOCKS read from our chain
-    peers → runtime   CONSENSUS           runtime.deliver(data)
+    peers → runtime   CONSENSUS           runtime.deliver(data, peer)
+    runtime → peers   bad_message         a CONSENSUS message the runtime found malformed:
+                                          network.bad_message(peer, reason), if it has one
                       a peer connects     runtime.peer_connected(peer) (it re-sends what it
                                           signed this round, which the peer may have missed)
                       BLOCKS              decoded, runtime.deliver_block(block), in order
@@ -70,7 +72,7 @@ class _Listened(Protocol):
 class RuntimeInbox(Protocol):
     """Where consensus messages and synced blocks go (`ConsensusRuntime` is one)."""
 
-    def deliver(self, data: bytes) -> None: ...
+    def deliver(self, data: bytes, peer: bytes | None = None) -> None: ...
 
     def deliver_block(self, block: Block) -> None: ...
 
@@ -176,7 +178,17 @@ class P2PTransport:
     # -- handlers --------------------------------------------------------------------------
     def on_consensus(self, peer: bytes, data: bytes) -> None:
         if self.runtime is not None:
-            self.runtime.deliver(data)
+            self.runtime.deliver(data, peer)
+
+    def bad_message(self, peer: bytes, reason: str) -> None:
+        """The runtime dropped a consensus message from `peer` as malformed or wrongly
+        signed: the network scores or disconnects the peer if it can (its
+        `bad_message(peer, reason)`), else this is logged. Called on the consensus thread."""
+        hook = getattr(self.network, "bad_message", None)
+        if callable(hook):
+            hook(peer, reason)
+        else:
+            log.warning("malformed consensus message from 0x%s: %s", peer.hex()[:8], reason)
 
     def on_connect(self, peer: bytes) -> None:
         if self.runtime is not None:

@@ -8,9 +8,15 @@ from dataclasses import dataclass, field
 import rlp
 
 from node.crypto import keccak256
-from node.errors import InvalidBlock
-from node.types._rlp import rlp_bytes, rlp_int, rlp_list
-from node.types.headers import EMPTY_TRIE_ROOT, Header, block_hash, decode_header, encode_header
+from node.errors import InvalidBlock, InvalidTransaction
+from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list
+from node.types.headers import (
+    EMPTY_TRIE_ROOT,
+    Header,
+    block_hash,
+    encode_header,
+    header_from_items,
+)
 from node.types.transactions import SignedTransaction, decode_transaction
 
 
@@ -110,14 +116,42 @@ def encode_body(transactions: Sequence[SignedTransaction]) -> bytes:
 
 
 def decode_body(data: bytes) -> tuple[SignedTransaction, ...]:
-    """Decode a stored body; recovers senders (use only for blocks from outside)."""
+    """Decode a body ([[tx…], [], []]); recovers senders (use only for blocks from outside).
+    Raises `InvalidBlock` saying what is malformed."""
     try:
-        items, _ommers, _withdrawals = rlp.decode(data)
-    except (rlp.exceptions.RLPException, ValueError) as exc:
+        items = decode_rlp(data, max_depth=BLOCK_DEPTH)
+    except rlp.exceptions.RLPException as exc:
         raise InvalidBlock(f"malformed block body: {exc}") from exc
-    return tuple(
-        decode_transaction(rlp.encode(item) if isinstance(item, list) else item) for item in items
-    )
+    if not isinstance(items, list) or len(items) != 3:
+        raise InvalidBlock("malformed block body: expected [transactions, ommers, withdrawals]")
+    return _transactions(items[0], items[1], items[2], "block body")
+
+
+# A block is [header, [tx…], [], []], a legacy transaction a list in the list of
+# transactions (a typed one is a byte string): no valid block nests lists deeper than 3.
+BLOCK_DEPTH = 3
+
+
+def _transactions(txs: object, ommers: object, withdrawals: object,
+                  what: str) -> tuple[SignedTransaction, ...]:
+    if not isinstance(txs, list):
+        raise InvalidBlock(f"malformed {what}: the transaction list is a byte string")
+    if ommers != [] or withdrawals != []:
+        raise InvalidBlock(f"malformed {what}: ommers and withdrawals must be empty lists")
+    out = []
+    for index, item in enumerate(txs):
+        if isinstance(item, list):
+            raw = rlp.encode(item)  # a legacy transaction: its list, as it was (canonical)
+        elif not item or item[0] >= 0xC0:
+            raise InvalidBlock(f"malformed {what}: transaction {index} is an empty or list-like byte "
+                               "string (a typed transaction is its type byte and payload)")
+        else:
+            raw = item
+        try:
+            out.append(decode_transaction(raw))
+        except InvalidTransaction as exc:
+            raise InvalidBlock(f"malformed {what}: transaction {index}: {exc}") from exc
+    return tuple(out)
 
 
 def encode_block(block: Block) -> bytes:
@@ -131,12 +165,12 @@ def encode_block(block: Block) -> bytes:
 
 
 def decode_block(data: bytes) -> Block:
+    """Decode a block's wire form; raises `InvalidBlock` saying what is malformed."""
     try:
-        header_items, items, _ommers, _withdrawals = rlp.decode(data)
-    except (rlp.exceptions.RLPException, ValueError) as exc:
+        items = decode_rlp(data, max_depth=BLOCK_DEPTH)
+    except rlp.exceptions.RLPException as exc:
         raise InvalidBlock(f"malformed block: {exc}") from exc
-    header = decode_header(rlp.encode(header_items))
-    txs = tuple(
-        decode_transaction(rlp.encode(item) if isinstance(item, list) else item) for item in items
-    )
-    return Block(header, txs)
+    if not isinstance(items, list) or len(items) != 4:
+        raise InvalidBlock("malformed block: expected [header, transactions, ommers, withdrawals]")
+    header = header_from_items(items[0])
+    return Block(header, _transactions(items[1], items[2], items[3], "block"))

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 
 import rlp
-from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+from rlp.sedes import Binary, CountableList, List, binary
 
 from node.crypto import decode_signature, keccak256, recover_address
 from node.errors import InvalidBlock
+from node.types._rlp import decode_rlp, deserialize, uint
 
 hash32 = Binary.fixed_length(32)
 address20 = Binary.fixed_length(20)
@@ -57,14 +58,16 @@ VOTE_REMOVE = 0x00
 
 HEADER_SEDES = List(
     [hash32, hash32, address20, hash32, hash32, hash32, Binary.fixed_length(256),
-     big_endian_int, big_endian_int, big_endian_int, big_endian_int, big_endian_int,
-     binary, hash32, Binary.fixed_length(8), big_endian_int, hash32, big_endian_int,
-     big_endian_int, hash32, hash32],
+     uint, uint, uint, uint, uint,
+     binary, hash32, Binary.fixed_length(8), uint, hash32, uint,
+     uint, hash32, hash32],
     strict=True,
 )
+# [vanity, [address…], vote, round, [seal…]]: lists two deep.
+EXTRA_DEPTH = 2
 EXTRA_SEDES = List(
     [Binary.fixed_length(32), CountableList(address20), CountableList(binary),
-     big_endian_int, CountableList(Binary.fixed_length(65))],
+     uint, CountableList(Binary.fixed_length(65))],
     strict=True,
 )
 
@@ -101,8 +104,8 @@ def encode_extra(extra: QbftExtra) -> bytes:
 def decode_extra(data: bytes) -> QbftExtra:
     """Decode extraData; raises `InvalidBlock` naming what is malformed."""
     try:
-        vanity, validators, vote_items, round_, seals = rlp.decode(data, EXTRA_SEDES)
-    except (rlp.exceptions.RLPException, TypeError) as exc:  # TypeError: a list where round is
+        vanity, validators, vote_items, round_, seals = decode_rlp(data, EXTRA_SEDES, max_depth=EXTRA_DEPTH)
+    except rlp.exceptions.RLPException as exc:
         raise InvalidBlock(f"malformed QBFT extraData: {exc}") from exc
     vote = None
     if vote_items:
@@ -173,11 +176,26 @@ def encode_header(header: Header) -> bytes:
 
 
 def decode_header(data: bytes) -> Header:
-    """Decode an RLP header; raises `InvalidBlock` if malformed."""
+    """Decode an RLP header, its QBFT extraData included; raises `InvalidBlock` if
+    either is malformed."""
     try:
-        return Header(*rlp.decode(data, HEADER_SEDES))
-    except (rlp.exceptions.RLPException, TypeError) as exc:
+        header = Header(*decode_rlp(data, HEADER_SEDES, max_depth=1))
+    except rlp.exceptions.RLPException as exc:
         raise InvalidBlock(f"malformed header: {exc}") from exc
+    _ = header.extra  # extraData is part of the format: malformed, it is refused here
+    return header
+
+
+def header_from_items(items: object) -> Header:
+    """A header from its decoded RLP items (a block's first item); raises `InvalidBlock`."""
+    if not isinstance(items, list):
+        raise InvalidBlock("malformed header: expected a list of 21 fields, got a byte string")
+    try:
+        header = Header(*deserialize(items, HEADER_SEDES))
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidBlock(f"malformed header: {exc}") from exc
+    _ = header.extra  # as decode_header
+    return header
 
 
 def _hash_with_extra(header: Header, extra: QbftExtra) -> bytes:

@@ -6,14 +6,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import rlp
-from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+from rlp.sedes import Binary, CountableList, List, binary
 
 from node.crypto import keccak256
-from node.types._rlp import rlp_bytes, rlp_int, rlp_list
+from node.errors import InvalidBlock
+from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list, uint
 
 LOG_SEDES = List([Binary.fixed_length(20), CountableList(Binary.fixed_length(32)), binary], strict=True)
 RECEIPT_SEDES = List(
-    [big_endian_int, big_endian_int, Binary.fixed_length(256), CountableList(LOG_SEDES)], strict=True
+    [uint, uint, Binary.fixed_length(256), CountableList(LOG_SEDES)], strict=True
 )
 
 
@@ -87,10 +88,15 @@ def _encode_receipt_checked(receipt: Receipt) -> bytes:
 
 
 def decode_receipt(data: bytes) -> Receipt:
+    """Decode a receipt's consensus encoding; raises `InvalidBlock` if malformed."""
     tx_type = 0
     if data and data[0] < 0x80:
         tx_type, data = data[0], data[1:]
-    status, cumulative, bloom, logs = rlp.decode(data, RECEIPT_SEDES)
+    try:
+        # [status, gas, bloom, [[address, [topic…], data]…]]: lists four deep.
+        status, cumulative, bloom, logs = decode_rlp(data, RECEIPT_SEDES, max_depth=4)
+    except rlp.exceptions.RLPException as exc:
+        raise InvalidBlock(f"malformed receipt: {exc}") from exc
     return Receipt(
         tx_type, status, cumulative, bloom,
         tuple(Log(addr, tuple(topics), payload) for addr, topics, payload in logs),

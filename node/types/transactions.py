@@ -21,27 +21,30 @@ from typing import Any
 
 import rlp
 from rlp.codec import consume_length_prefix, length_prefix
-from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
+from rlp.sedes import Binary, CountableList, List, binary
 
 from node.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak256, recover_address
 from node.errors import InvalidTransaction
+from node.types._rlp import decode_rlp, uint
 
 address_sedes = Binary.fixed_length(20, allow_empty=True)
 hash_sedes = Binary.fixed_length(32)
 access_list_sedes = CountableList(List([Binary.fixed_length(20), CountableList(hash_sedes)]))
 
 LEGACY_FIELDS = List(
-    [big_endian_int, big_endian_int, big_endian_int, address_sedes, big_endian_int, binary,
-     big_endian_int, big_endian_int, big_endian_int],
+    [uint, uint, uint, address_sedes, uint, binary,
+     uint, uint, uint],
     strict=True,
 )
 DYNAMIC_FEE_FIELDS = List(
-    [big_endian_int, big_endian_int, big_endian_int, big_endian_int, big_endian_int,
-     address_sedes, big_endian_int, binary, access_list_sedes, big_endian_int,
-     big_endian_int, big_endian_int],
+    [uint, uint, uint, uint, uint,
+     address_sedes, uint, binary, access_list_sedes, uint,
+     uint, uint],
     strict=True,
 )
 
+# [fields…, [[address, [key…]]…], …]: the access list nests lists three deep.
+DYNAMIC_FEE_DEPTH = 4
 DYNAMIC_FEE_TX_TYPE = 2
 UNSUPPORTED_TYPES = {1: "access-list (0x01)", 3: "blob (0x03)", 4: "set-code (0x04)"}
 
@@ -326,7 +329,7 @@ def _fast_legacy(raw: bytes) -> tuple[int, int, int, bytes, int, bytes, int, int
 def _decode_legacy(raw: bytes) -> LegacyTransaction:
     fields = _fast_legacy(raw)
     if fields is None:  # pyrlp decides (and says what is wrong)
-        fields = rlp.decode(raw, LEGACY_FIELDS)
+        fields = decode_rlp(raw, LEGACY_FIELDS, max_depth=1)
     nonce, gas_price, gas, to, value, data, v, r, s = fields
     tx = LegacyTransaction(nonce, gas_price, gas, to, value, data, v, r, s)
     if v in (27, 28):
@@ -356,7 +359,7 @@ def _fast_dynamic_fee(payload: bytes) -> tuple[Any, ...] | None:
 def _decode_dynamic_fee(payload: bytes) -> DynamicFeeTransaction:
     fields = _fast_dynamic_fee(payload)
     if fields is None:  # pyrlp decides (and says what is wrong)
-        fields = rlp.decode(payload, DYNAMIC_FEE_FIELDS)
+        fields = decode_rlp(payload, DYNAMIC_FEE_FIELDS, max_depth=DYNAMIC_FEE_DEPTH)
     (chain_id, nonce, prio, max_fee, gas, to, value, data, access_list,
      y_parity, r, s) = fields
     return DynamicFeeTransaction(

@@ -77,7 +77,7 @@ class FakeRuntime:
     offered: list[int] = field(default_factory=list)
     connected: list[bytes] = field(default_factory=list)
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes, peer: bytes | None = None) -> None:
         self.messages.append(data)
 
     def peer_connected(self, peer: bytes) -> None:
@@ -208,7 +208,7 @@ class QueuedRuntime:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes, peer: bytes | None = None) -> None:
         pass
 
     def peer_connected(self, peer: bytes) -> None:

@@ -6,8 +6,7 @@ py-evm (imported below through node.execution) raises the interpreter's recursio
 to 100,000, as in the node: a recursive parse of deep input here would crash this test
 process with SIGSEGV rather than fail politely.
 
-A longer run: `HYPOTHESIS_PROFILE=long pytest tests/unit/test_rpc_decode.py` (see the
-profile below).
+A longer run: `RXLEDGER_FUZZ_EXAMPLES=20000 pytest tests/unit/test_rpc_decode.py`.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ from hypothesis import strategies as st
 import node.execution.executor  # noqa: F401  # py-evm's recursion limit, as in the node
 from node.rpc.decode import RequestDecodeError, decode_request
 
-settings.register_profile("long", max_examples=20_000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-EXAMPLES = 20_000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 300
+# RXLEDGER_FUZZ_EXAMPLES=20000 for the longer run (the suite runs 300 per property).
+EXAMPLES = int(os.environ.get("RXLEDGER_FUZZ_EXAMPLES", "300"))
 DEPTH, VALUES = 64, 100_000
 
 

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from chaincode_py.host import StaleChaincodeState
 from node import __version__
-from node.errors import NodeError, TxPoolRefused
+from node.errors import ExecutionError, NodeError, Reverted, TxPoolRefused
 from node.execution.executor import BlockEnv, CallTimeout
 from node.rpc.errors import SERVER_ERROR, InvalidParams, RpcError
 from node.rpc.formatting import d, format_block, format_log, format_receipt, format_transaction, q
@@ -372,12 +372,11 @@ _HEAD_RETRIES = 4
 _HEAD_WAIT = 2.0  # seconds: a commit in flight takes milliseconds
 
 
-def _gas_cap(node: NodeService, header: Header, gas: int | None) -> int:
-    """The gas a call may use: what it asks for (default: the block gas limit), at most
-    `rpc_gas_cap`, as geth caps a call's gas at its RPCGasCap."""
-    gas = header.gas_limit if gas is None else gas
+def _gas_cap(node: NodeService, asked: int) -> int:
+    """The gas a call may use: what it asks for, at most `rpc_gas_cap` (as geth caps a
+    call's gas at its RPCGasCap)."""
     cap = node.config.rpc_gas_cap
-    return min(gas, cap) if cap else gas
+    return min(asked, cap) if cap else asked
 
 
 def _deadline(node: NodeService) -> float | None:
@@ -387,14 +386,23 @@ def _deadline(node: NodeService) -> float | None:
 
 
 @contextlib.contextmanager
-def _time_budget(node: NodeService) -> Iterator[None]:
-    """A call past its deadline answers as geth's does, naming the setting."""
+def _call_budgets(node: NodeService, asked: int) -> Iterator[None]:
+    """A call past its deadline answers as geth's does, naming the setting; a call that
+    failed with its gas capped says so."""
     try:
         yield
     except CallTimeout:
         raise RpcError(SERVER_ERROR, f"execution aborted (timeout = {node.config.rpc_evm_timeout:g}s): "
                                      "the call ran longer than this node allows for one eth_call or "
                                      "eth_estimateGas ([limits] rpc_evm_timeout)") from None
+    except (Reverted, StaleChaincodeState):
+        raise
+    except ExecutionError as exc:
+        cap = _gas_cap(node, asked)
+        if cap < asked:
+            raise RpcError(SERVER_ERROR, f"{exc} (with {cap} gas: this node caps the gas of one eth_call "
+                                         "or eth_estimateGas, [limits] rpc_gas_cap)") from None
+        raise
 
 
 @rpc("eth_call")
@@ -404,10 +412,11 @@ def eth_call(node: NodeService, params: list[Any]) -> str:
     gas = args.pop("gas", None)
     if gas is not None and gas > header.gas_limit:
         raise InvalidParams(f"invalid argument transaction.gas: {gas} exceeds the block gas limit {header.gas_limit}")
+    asked = header.gas_limit if gas is None else gas  # geth: the block gas limit by default
     deadline = _deadline(node)
-    with _time_budget(node):
+    with _call_budgets(node, asked):
         result = _at_head(node, params, header, lambda h: node.chain.executor.call(
-            h.state_root, _env(h), gas=_gas_cap(node, h, gas), deadline=deadline, **args))
+            h.state_root, _env(h), gas=_gas_cap(node, asked), deadline=deadline, **args))
     return d(result.output)
 
 
@@ -416,11 +425,11 @@ def eth_estimate_gas(node: NodeService, params: list[Any]) -> str:
     args = _call_args(node, param(params, 0, "transaction"))
     header = state_header(node, params, 1)
     gas = args.pop("gas", None)
+    asked = min(gas or header.gas_limit, header.gas_limit)  # no more than a block can hold
     deadline = _deadline(node)
-    with _time_budget(node):
+    with _call_budgets(node, asked):
         return q(_at_head(node, params, header, lambda h: node.chain.executor.estimate_gas(
-            h.state_root, _env(h), cap=_gas_cap(node, h, min(gas or h.gas_limit, h.gas_limit)),
-            deadline=deadline, **args)))
+            h.state_root, _env(h), cap=_gas_cap(node, asked), deadline=deadline, **args)))
 
 
 # -- logs ----------------------------------------------------------------------------------

@@ -205,7 +205,7 @@ def test_gas_cap_bounds_a_call(capped_node, method):
     if method == "eth_estimateGas":
         call["gas"] = hex(2**62)
     answers = while_served(node.url, lambda: rpc(node.url, method, [call, "latest"], timeout=60), max_rounds=1)
-    assert_error(answers[0], SERVER_ERROR, "out of gas")
+    assert_error(answers[0], SERVER_ERROR, "out of gas", "with 1000000 gas", "rpc_gas_cap")
     alive(node)
     # A call that fits the cap is answered as before.
     transfer = {"from": DEPLOYER_ADDR, "to": to_checksum_address(Account.create().address), "value": "0x0"}

@@ -15,6 +15,23 @@ error names the file and the field (`/…/node.toml: rpc.port: …`). The format
     [rpc]                               # JSON-RPC, REST, /health
     host = "127.0.0.1"
     port = 8545
+    admin = true                        # serve administrative methods (qbft_proposeValidatorVote, …);
+                                        # absent or false: they answer -32601
+
+    [limits]                            # client budgets; each optional (defaults: node/config.py)
+    max_request_bytes = 5242880         # JSON-RPC body (HTTP 413 beyond)      geth: 5 MB
+    max_batch_requests = 1000           # requests in one batch                 geth: BatchRequestLimit 1000
+    max_json_depth = 64                 # nesting of arrays/objects in a body   Besu: Jackson 1000
+    max_json_values = 100000            # JSON values in a body                 (none)
+    rpc_gas_cap = 50000000              # gas of eth_call/eth_estimateGas (0: block limit only)
+                                        #                                       geth --rpc.gascap, Besu --rpc-gas-cap
+    rpc_evm_timeout = 5.0               # seconds of eth_call/eth_estimateGas (0: none)  geth --rpc.evmtimeout
+    max_logs_block_range = 10000        # blocks of one eth_getLogs             Besu --rpc-max-logs-range 5000
+    max_logs_results = 10000            # logs of one eth_getLogs
+    max_logs_addresses = 1000           # addresses of one eth_getLogs filter   (none)
+    max_logs_topics = 1000              # alternatives per topic position       (none)
+    max_tx_bytes = 131072               # a raw transaction                     geth txMaxSize 128 KB
+    health_max_blocks_behind = 32       # /health 503 "syncing" beyond this     Besu maxBlocksBehind 2
 
     [p2p]                               # mutual-TLS peer connections
     host = "127.0.0.1"
@@ -50,13 +67,15 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from network import _toml
 from network.errors import ConfigError
+from node.config import NodeConfig
 from node.crypto import SECP256K1_N, private_key_to_address
+from node.txpool.pool import PoolLimits
 
 KINDS = ("hospital", "pharmacy", "regulator")
 ROLES = ("validator", "observer")
@@ -94,6 +113,51 @@ class ConsensusSettings:
     max_round_timeout: float = 30.0
 
 
+# -- client budgets: node.toml [limits] (helper "rpc", issue 11) ----------------------------
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """The `[limits]` table: client budgets, named as NodeConfig's fields (max_tx_bytes
+    is the txpool's max_tx_size). Defaults are NodeConfig's."""
+
+    max_request_bytes: int = NodeConfig.max_request_bytes
+    max_batch_requests: int = NodeConfig.max_batch_requests
+    max_json_depth: int = NodeConfig.max_json_depth
+    max_json_values: int = NodeConfig.max_json_values
+    rpc_gas_cap: int = NodeConfig.rpc_gas_cap
+    rpc_evm_timeout: float = NodeConfig.rpc_evm_timeout
+    max_logs_block_range: int = NodeConfig.max_logs_block_range
+    max_logs_results: int = NodeConfig.max_logs_results
+    max_logs_addresses: int = NodeConfig.max_logs_addresses
+    max_logs_topics: int = NodeConfig.max_logs_topics
+    max_tx_bytes: int = PoolLimits.max_tx_size
+    health_max_blocks_behind: int = NodeConfig.health_max_blocks_behind
+
+    def node_config_fields(self) -> dict[str, Any]:
+        """Keyword arguments for NodeConfig (the transaction size goes into its pool limits)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "max_tx_bytes"}
+        out["pool"] = replace(PoolLimits(), max_tx_size=self.max_tx_bytes)
+        return out
+
+
+# Integers that may be 0 (no limit beyond others); the rest must be at least 1.
+_ZERO_ALLOWED = frozenset({"rpc_gas_cap"})
+
+
+def _read_limits(table: _Reader) -> LimitsSettings:
+    values: dict[str, Any] = {}
+    for f in fields(LimitsSettings):
+        default = getattr(LimitsSettings, f.name)
+        if isinstance(default, float):
+            values[f.name] = table.seconds(f.name, default, positive=False)
+        else:
+            values[f.name] = table.count(f.name, default, minimum=0 if f.name in _ZERO_ALLOWED else 1)
+    table.finish()
+    return LimitsSettings(**values)
+
+
+# -- end of [limits] ------------------------------------------------------------------------
+
 @dataclass(frozen=True)
 class NodeFileConfig:
     """One node's `node.toml`, validated; paths absolute."""
@@ -115,6 +179,8 @@ class NodeFileConfig:
     ca_bundle: Path
     peers: tuple[PeerConfig, ...] = ()
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
+    rpc_admin: bool = False  # [rpc] admin: serve administrative JSON-RPC methods
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
     source: Path | None = None  # the file this was read from
 
     @property
@@ -143,7 +209,7 @@ def node_config_to_dict(config: NodeFileConfig) -> dict[str, Any]:
         "data_dir": str(config.data_dir),
         "genesis": str(config.genesis),
         "validator_key_file": str(config.validator_key_file),
-        "rpc": {"host": config.rpc_host, "port": config.rpc_port},
+        "rpc": {"host": config.rpc_host, "port": config.rpc_port, "admin": config.rpc_admin},
         "p2p": {"host": config.p2p_host, "port": config.p2p_port},
         "tls": {"cert": str(config.tls_cert), "key": str(config.tls_key),
                 "ca_bundle": str(config.ca_bundle)},
@@ -153,6 +219,7 @@ def node_config_to_dict(config: NodeFileConfig) -> dict[str, Any]:
             "round_timeout": float(config.consensus.round_timeout),
             "max_round_timeout": float(config.consensus.max_round_timeout),
         },
+        "limits": {f.name: getattr(config.limits, f.name) for f in fields(LimitsSettings)},
         "peers": [{"name": p.name, "address": _hex_address(p.address), "host": p.host, "port": p.port}
                   for p in config.peers],
     }
@@ -249,6 +316,22 @@ class _Reader:
             raise self.fail(key, f"must be {'greater than' if positive else 'at least'} 0, got {value!r}")
         return float(value)
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.raw(key, required=False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(key, f"must be true or false, got {value!r}")
+        return value
+
+    def count(self, key: str, default: int, *, minimum: int) -> int:
+        value = self.raw(key, required=False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(key, f"must be an integer of at least {minimum}, got {value!r}")
+        return value
+
     def table(self, key: str, *, required: bool = True) -> _Reader:
         value = self.raw(key, required=required)
         if value is None:
@@ -325,7 +408,9 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
 
     rpc = top.table("rpc")
     rpc_host, rpc_port = rpc.host("host"), rpc.port("port")
+    rpc_admin = rpc.flag("admin", False)
     rpc.finish()
+    limits = _read_limits(top.table("limits", required=False))
     p2p = top.table("p2p")
     p2p_host, p2p_port = p2p.host("host"), p2p.port("port")
     p2p.finish()
@@ -391,5 +476,6 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
         name=name, org=org, kind=kind, role=role, address=address, data_dir=data_dir,
         genesis=genesis, validator_key_file=key_file, rpc_host=rpc_host, rpc_port=rpc_port,
         p2p_host=p2p_host, p2p_port=p2p_port, tls_cert=tls_cert, tls_key=tls_key,
-        ca_bundle=ca_bundle, peers=tuple(peers), consensus=consensus, source=file,
+        ca_bundle=ca_bundle, peers=tuple(peers), consensus=consensus, rpc_admin=rpc_admin,
+        limits=limits, source=file,
     )

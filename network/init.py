@@ -210,6 +210,7 @@ def node_file_config(net_dir: Path, node: NodeInfo, peers: Sequence[NodeInfo],
         peers=tuple(PeerConfig(p.name, p.address, p.p2p_host, p.p2p_port)
                     for p in peers if p.name != node.name),
         consensus=consensus or ConsensusSettings(),
+        rpc_admin=True,  # administrative RPC on: a network's own operators run it (INTERFACES.md)
     )
 
 

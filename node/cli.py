@@ -42,6 +42,16 @@ def _nonneg_float(value: str) -> float:
     return number
 
 
+def _nonneg_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rxledger", description="RxLedger: a permissioned QBFT ledger for e-prescriptions")
     parser.add_argument("--version", action="version", version=f"rxledger {__version__}")
@@ -67,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dev: transactions arriving within this many seconds of the last block, while "
                             "more keep coming, go into one block (default 0.02; 0: a block as soon as "
                             "transactions wait)")
+    start.add_argument("--rpc-gas-cap", type=_nonneg_int, default=NodeConfig.rpc_gas_cap,
+                       help="dev: most gas one eth_call/eth_estimateGas may use (default %(default)s, as "
+                            "geth's --rpc.gascap; 0: the block gas limit); node.toml: [limits] rpc_gas_cap")
+    start.add_argument("--rpc-evm-timeout", type=_nonneg_float, default=NodeConfig.rpc_evm_timeout,
+                       help="dev: seconds one eth_call/eth_estimateGas may run (default %(default)s, as "
+                            "geth's --rpc.evmtimeout; 0: no limit); node.toml: [limits] rpc_evm_timeout")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
     from network.cli import add_commands
@@ -158,6 +174,7 @@ def start_dev(args: argparse.Namespace) -> int:
         data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
         empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
         gather_window=args.gather_window, dev=True,
+        rpc_admin=True, rpc_gas_cap=args.rpc_gas_cap, rpc_evm_timeout=args.rpc_evm_timeout,
     )
     opened = _open_node(config, dev_genesis(), dev_validator_key())
     if opened is None:
@@ -251,7 +268,8 @@ def start_config(args: argparse.Namespace) -> int:
         return 1
     setup_logging(args.log_level, cfg.name)
     log = logging.getLogger("rxledger.node")
-    config = NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port, node_name=cfg.name)
+    config = NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port, node_name=cfg.name,
+                        rpc_admin=cfg.rpc_admin, **cfg.limits.node_config_fields())
     opened = _open_node(config, genesis, key)
     if opened is None:
         return 1

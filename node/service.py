@@ -18,7 +18,7 @@ from node.chain import Chain
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.crypto import private_key_to_address
-from node.errors import NodeError, TxPoolRefused
+from node.errors import NodeError, StorageError, TxPoolRefused
 from node.execution.chaincode import GOVERNANCE, ChaincodeHost
 from node.genesis import GenesisConfig
 from node.runtime import ConsensusRuntime, Gathering, Transport
@@ -91,26 +91,55 @@ class NodeService:
         return self.pool.next_nonce(address)
 
     def status(self) -> dict[str, Any]:
-        """Head, consensus position, validators and peers, as JSON."""
-        head = self.chain.head
+        """Head, consensus position, validators and peers, as JSON (`GET /health`).
+
+        `status` is "ok", or why the node cannot be relied on: "storage failed: …" (the
+        consensus runtime stopped on a `StorageError`), "consensus stopped: …" (it
+        stopped on anything else), or "syncing: N blocks behind" (peers announce a head
+        more than `health_max_blocks_behind` ahead of ours)."""
         runtime = self.runtime
-        out: dict[str, Any] = {
-            "status": "ok" if runtime is None or runtime.failed is None else "consensus stopped",
-            "node": self.config.node_name,
-            "chainId": self.chain.chain_id,
-            "genesisHash": "0x" + self.chain.genesis_hash.hex(),
-            "head": head.number,
-            "headHash": "0x" + head.hash.hex(),
-            "headTimestamp": head.timestamp,
-            "txpool": len(self.pool),
-            "validator": "0x" + self.validator.hex() if self.validator else None,
-            "validators": ["0x" + v.hex() for v in self.chain.validators_at(head.number + 1)],
-        }
-        if runtime is not None:
-            out["height"] = runtime.node.height
-            out["round"] = runtime.node.round
-            out["peers"] = runtime.peers()
+        out: dict[str, Any] = {"status": "ok", "node": self.config.node_name, "chainId": self.chain.chain_id,
+                               "genesisHash": "0x" + self.chain.genesis_hash.hex()}
+        try:
+            head = self.chain.head
+            out.update({
+                "head": head.number,
+                "headHash": "0x" + head.hash.hex(),
+                "headTimestamp": head.timestamp,
+                "txpool": len(self.pool),
+                "validator": "0x" + self.validator.hex() if self.validator else None,
+                "validators": ["0x" + v.hex() for v in self.chain.validators_at(head.number + 1)],
+            })
+            if runtime is not None:
+                out["height"] = runtime.node.height
+                out["round"] = runtime.node.round
+                out["peers"] = runtime.peers()
+        except StorageError as exc:  # the store failed under us: say so rather than fail /health
+            out["status"] = f"storage failed: {exc}"
+            return out
+        failed = runtime.failed if runtime is not None else None
+        if isinstance(failed, StorageError):
+            out["status"] = f"storage failed: {failed}"
+        elif failed is not None:
+            out["status"] = f"consensus stopped: {type(failed).__name__}: {failed}".rstrip(": ")
+        else:
+            behind = self._blocks_behind(out.get("peers", []), out["head"], len(out["validators"]))
+            if behind > self.config.health_max_blocks_behind:
+                out["status"] = f"syncing: {behind} blocks behind"
         return out
+
+    @staticmethod
+    def _blocks_behind(peers: list[dict[str, Any]], head: int, validators: int) -> int:
+        """How far our head is behind the network's, as our peers announce it.
+
+        A single peer could announce any head; the network's head is taken as the
+        (f+1)-th highest announced (f = the faults the validator set tolerates), which at
+        least one honest peer has reached when at most f lie. With fewer peers, the lowest."""
+        heads = sorted((p["head"] for p in peers if isinstance(p.get("head"), int)), reverse=True)
+        if not heads:
+            return 0
+        f = (validators - 1) // 3
+        return max(0, int(heads[min(f, len(heads) - 1)]) - head)
 
     # -- votes (QBFT validator changes) ----------------------------------------------------
     def propose_vote(self, validator: bytes, add: bool) -> None:

@@ -12,6 +12,8 @@ and keep block bookkeeping ourselves.
   addresses to the chaincode session, and whose journal checkpoints the chaincode
   session with the EVM's. It also offers the few account operations the native fast
   path (`node.execution.native`) applies directly, without py-evm's message machinery.
+- `call_state_class_for`: the same state for eth_call/eth_estimateGas only, whose jumps,
+  calls and creates first check the call's deadline (`CallDeadlineExceeded`).
 - `PendingStateDB`: a py-evm database over our key-value store that reads through to
   disk and keeps every write in memory; the executor hands those writes to the block's
   single storage batch, so nothing of an unfinished block ever reaches disk.
@@ -19,6 +21,7 @@ and keep block bookkeeping ourselves.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +31,7 @@ from eth.db.atomic import AtomicDB
 from eth.db.backends.base import BaseDB
 from eth.exceptions import Revert
 from eth.rlp.accounts import Account
+from eth.vm import opcode_values
 from eth.vm.forks.prague import PragueVM
 from eth.vm.forks.prague.computation import PragueComputation
 from eth.vm.forks.prague.state import PragueState
@@ -222,6 +226,55 @@ def state_class_for(addresses: tuple[bytes, ...]) -> type[RxLedgerState]:
                            {"_precompiles": precompiles})
         cls = type("RxLedgerChaincodeState", (RxLedgerState,), {"computation_class": computation})
         _state_classes[addresses] = cls
+    return cls
+
+
+class CallDeadlineExceeded(Exception):
+    """An RPC call ran past its deadline. Deliberately not a py-evm `VMError`: py-evm
+    catches those as the failure of one frame and lets the caller's frame go on; this
+    must end the whole call (whose state is thrown away)."""
+
+
+class _DeadlineChecked:
+    """An opcode that first checks the deadline of the call it runs in.
+
+    py-evm runs a computation to its end and cannot be interrupted from another thread,
+    so the deadline is checked from inside: code runs long only by jumping back (JUMP,
+    JUMPI) or by starting more frames (CALL family, CREATE), so checking there bounds the
+    time between two checks by one frame's straight-line code. Native chaincode is
+    bounded by gas."""
+
+    __slots__ = ("opcode", "mnemonic")
+
+    def __init__(self, opcode: Any) -> None:
+        self.opcode = opcode
+        self.mnemonic = opcode.mnemonic  # py-evm's debug trace reads it
+
+    def __call__(self, computation: ComputationAPI) -> None:
+        if time.monotonic() > computation.state.deadline:  # type: ignore[attr-defined]
+            raise CallDeadlineExceeded
+        self.opcode(computation=computation)
+
+
+_CHECKED_OPCODES = tuple(getattr(opcode_values, name) for name in (
+    "JUMP", "JUMPI", "CALL", "CALLCODE", "DELEGATECALL", "STATICCALL", "CREATE", "CREATE2"))
+_call_state_classes: dict[tuple[bytes, ...], type[RxLedgerState]] = {}
+
+
+def call_state_class_for(addresses: tuple[bytes, ...]) -> type[RxLedgerState]:
+    """`state_class_for(addresses)` for RPC calls: its computations check the state's
+    `deadline` (time.monotonic()) at every jump, call and create. Never used for blocks:
+    a block's execution must not depend on time."""
+    cls = _call_state_classes.get(addresses)
+    if cls is None:
+        base = state_class_for(addresses)
+        computation_base = base.computation_class
+        opcodes: dict[int, Any] = dict(computation_base.opcodes)
+        for value in _CHECKED_OPCODES:
+            opcodes[value] = _DeadlineChecked(opcodes[value])
+        computation = type("RxLedgerCallComputation", (computation_base,), {"opcodes": opcodes})
+        cls = type("RxLedgerCallState", (base,), {"computation_class": computation, "deadline": float("inf")})
+        _call_state_classes[addresses] = cls
     return cls
 
 

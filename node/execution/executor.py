@@ -19,6 +19,7 @@ differential tests compare the two).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +36,12 @@ from eth_utils.exceptions import ValidationError as EVMValidationError
 from node.errors import ExecutionError, InvalidBlock, Reverted
 from node.execution.chaincode import BlockInfo, ChaincodeHost, NoChaincode
 from node.execution.evm import (
+    CallDeadlineExceeded,
     PendingStateDB,
     RxLedgerState,
     RxLedgerVM,
     ancestor_hashes,
+    call_state_class_for,
     new_atomic_db,
     state_class_for,
     to_evm_transaction,
@@ -98,6 +101,13 @@ class BlockExecution:
         return self._encoded_receipts
 
 
+class CallTimeout(ExecutionError):
+    """An eth_call/eth_estimateGas ran past its time budget (geth: RPCEVMTimeout)."""
+
+    def __init__(self) -> None:
+        super().__init__("execution aborted: the call ran past its deadline")
+
+
 @dataclass(frozen=True, slots=True)
 class CallResult:
     output: bytes
@@ -150,8 +160,11 @@ class Executor:
         self._known_commitment: tuple[bytes, bytes] = (b"", b"")
 
     # -- state -----------------------------------------------------------------------------
-    def open_state(self, state_root: bytes, env: BlockEnv) -> tuple[RxLedgerState, PendingStateDB]:
-        """A py-evm state over `state_root` whose writes stay in the returned pending DB."""
+    def open_state(self, state_root: bytes, env: BlockEnv, *,
+                   deadline: float | None = None) -> tuple[RxLedgerState, PendingStateDB]:
+        """A py-evm state over `state_root` whose writes stay in the returned pending DB.
+        With a `deadline` (time.monotonic(); RPC calls only, never blocks) its EVM code
+        raises CallDeadlineExceeded at a jump, call or create after that time."""
         pending = PendingStateDB(self.store)
         context = ExecutionContext(
             coinbase=Address(env.coinbase),
@@ -165,7 +178,12 @@ class Executor:
             base_fee_per_gas=0,
             excess_blob_gas=0,
         )
-        state = self._state_class(new_atomic_db(pending), context, Hash32(state_root))
+        if deadline is None:
+            state = self._state_class(new_atomic_db(pending), context, Hash32(state_root))
+        else:
+            state = call_state_class_for(self.chaincode.addresses())(
+                new_atomic_db(pending), context, Hash32(state_root))
+            state.deadline = deadline  # type: ignore[attr-defined]
         state.block_info = BlockInfo(env.number, env.timestamp, env.coinbase, self.chain_id)
         known_root, accounts = self._known_accounts
         if known_root == state_root:
@@ -324,17 +342,21 @@ class Executor:
         data: bytes,
         value: int = 0,
         gas: int | None = None,
+        deadline: float | None = None,
     ) -> CallResult:
         """Run a message without committing anything (eth_call).
 
-        Raises `Reverted` (with data and decoded reason) or `ExecutionError`.
+        Raises `Reverted` (with data and decoded reason) or `ExecutionError`;
+        `CallTimeout` once past `deadline` (time.monotonic(); None: no limit).
         """
+        if deadline is not None and time.monotonic() > deadline:
+            raise CallTimeout
         gas = env.gas_limit if gas is None else gas
         probe = LegacyTransaction(0, 0, gas, to, value, data, 0, 0, 0)
         needed = max(intrinsic_gas(probe), calldata_floor_gas(probe))
         if gas < needed:
             raise ExecutionError(f"intrinsic gas too low: have {gas}, want {needed}")
-        state, _pending = self.open_state(state_root, env)
+        state, _pending = self.open_state(state_root, env, deadline=deadline)
         if self.chaincode.addresses():
             state.chaincode_session = self.chaincode.open_session(
                 self._chaincode_root(state), state.block_info)
@@ -346,6 +368,8 @@ class Executor:
             computation = state.apply_transaction(tx)  # type: ignore[arg-type]  # spoofed sender
         except EVMValidationError as exc:
             raise ExecutionError(f"call cannot run: {exc}") from exc
+        except CallDeadlineExceeded:
+            raise CallTimeout from None
         gas_used = gas - computation.get_gas_remaining()
         if computation.is_error:
             error = computation.error
@@ -359,29 +383,34 @@ class Executor:
 
     def estimate_gas(
         self, state_root: bytes, env: BlockEnv, *, sender: bytes, to: bytes, data: bytes,
-        value: int = 0, cap: int | None = None,
+        value: int = 0, cap: int | None = None, deadline: float | None = None,
     ) -> int:
-        """The least gas with which the message succeeds (binary search, as geth does)."""
+        """The least gas with which the message succeeds (binary search, as geth does);
+        every call of the search runs within the one `deadline`."""
         cap = env.gas_limit if cap is None else cap
-        result = self.call(state_root, env, sender=sender, to=to, data=data, value=value, gas=cap)
+        result = self.call(state_root, env, sender=sender, to=to, data=data, value=value, gas=cap,
+                           deadline=deadline)
         low = max(result.gas_used, 21_000) - 1
         high = cap
         # Most calls succeed with gas used plus the 1/64 held back for sub-calls.
         guess = min(cap, result.gas_used * 64 // 63 + 2_300)
-        if self._succeeds(state_root, env, sender, to, data, value, guess):
+        if self._succeeds(state_root, env, sender, to, data, value, guess, deadline):
             high = guess
         while high - low > 1:
             mid = (low + high) // 2
-            if self._succeeds(state_root, env, sender, to, data, value, mid):
+            if self._succeeds(state_root, env, sender, to, data, value, mid, deadline):
                 high = mid
             else:
                 low = mid
         return high
 
     def _succeeds(self, state_root: bytes, env: BlockEnv, sender: bytes, to: bytes, data: bytes,
-                  value: int, gas: int) -> bool:
+                  value: int, gas: int, deadline: float | None) -> bool:
         try:
-            self.call(state_root, env, sender=sender, to=to, data=data, value=value, gas=gas)
+            self.call(state_root, env, sender=sender, to=to, data=data, value=value, gas=gas,
+                      deadline=deadline)
+        except CallTimeout:
+            raise
         except (ExecutionError, Reverted):
             return False
         return True

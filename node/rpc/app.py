@@ -14,9 +14,15 @@ eth_estimateGas, eth_getLogs, state reads, ...) still run in the threadpool, so 
 call does not stall the event loop.
 
 `POST /` is served by a plain ASGI endpoint in front of the FastAPI application (which
-keeps `GET /health` and the docs): JSON with orjson (the standard library's `json` for
-what orjson would read differently: numbers beyond 64 bits, which orjson reads as
-floats, lone surrogates) and no per-request Request/Response objects.
+keeps `GET /health` and the docs), with no per-request Request/Response objects. Bodies
+are decoded by `node.rpc.decode.decode_request` alone (size, nesting and value count
+checked before anything recursive); answers are encoded with orjson.
+
+Administrative methods (group `admin` in `node.rpc.methods.METHOD_GROUPS`) are answered
+only where node.toml says `[rpc] admin = true`; elsewhere -32601 says how to enable them.
+
+`GET /health` is HTTP 200 with `"status": "ok"`, or 503 with the reason in `status`
+(consensus stopped, storage failed, syncing far behind): see `NodeService.status`.
 """
 
 from __future__ import annotations
@@ -32,15 +38,15 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from node.errors import NodeError
+from node.rpc.decode import RequestDecodeError, decode_request
 from node.rpc.errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     RpcError,
     to_rpc_error,
 )
-from node.rpc.methods import METHODS
+from node.rpc.methods import ADMIN, METHOD_GROUPS, METHODS
 from node.service import NodeService
 
 log = logging.getLogger("rxledger.rpc")
@@ -74,6 +80,11 @@ def handle_one(node: NodeService, request: Any) -> dict[str, Any] | None:
     fn = METHODS.get(method)
     if fn is None:
         return _error(id_, RpcError(METHOD_NOT_FOUND, f"the method {method} does not exist/is not available"))
+    if METHOD_GROUPS[method] == ADMIN and not node.config.rpc_admin:
+        return _error(id_, RpcError(METHOD_NOT_FOUND, (
+            f"the method {method} is not available: it is an administrative method, and administrative "
+            "methods are disabled on this node; enable them with `admin = true` in the [rpc] table of "
+            "its node.toml (the dev chain enables them)")))
     try:
         result = fn(node, params)
     except RpcError as exc:
@@ -129,28 +140,6 @@ def _is_inline(request: Any) -> bool:
     return method in INLINE_METHODS or method not in METHODS
 
 
-def decode_json(body: bytes) -> Any:
-    """The request body as Python values, exactly as `json.loads` reads it; raises
-    ValueError (or UnicodeDecodeError) for what is not JSON."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)  # what orjson refuses json may accept (lone surrogates)
-    if _has_float(payload):  # orjson reads integers beyond 64 bits as floats
-        return json.loads(body)
-    return payload
-
-
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
-
-
 def encode_json(answer: Any) -> bytes:
     """JSON of an answer (compact; non-ASCII as UTF-8)."""
     try:
@@ -183,11 +172,11 @@ class JsonRpcEndpoint:
         if body is None:
             await _respond(send, 413, _too_large(limit))
             return
+        config = self.node.config
         try:
-            payload = decode_json(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            await _respond(send, 200, _starlette_json(
-                _error(None, RpcError(PARSE_ERROR, f"parse error: invalid JSON ({exc})"))))
+            payload = decode_request(body, max_depth=config.max_json_depth, max_values=config.max_json_values)
+        except RequestDecodeError as exc:
+            await _respond(send, 200, _starlette_json(_error(None, exc)))
             return
         if runs_inline(payload):
             answer = handle_payload(self.node, payload)
@@ -244,8 +233,11 @@ def create_app(node: NodeService) -> JsonRpcEndpoint:
     app = FastAPI(title="RxLedger node", version="0.1.0", docs_url="/docs", redoc_url=None)
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
-        """Liveness and the node's view of the network (what `rxledger node status` prints)."""
-        return node.status()
+    async def health() -> JSONResponse:
+        """The node's view of itself and the network (what `rxledger node status` prints):
+        HTTP 200 when `status` is "ok", else 503 with the reason in `status`, so a load
+        balancer's or an orchestrator's probe can act on it."""
+        status = node.status()
+        return JSONResponse(status, status_code=200 if status["status"] == "ok" else 503)
 
     return JsonRpcEndpoint(app, node)

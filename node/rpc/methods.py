@@ -7,15 +7,17 @@ parameter that is wrong, so a client learns what to fix.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from chaincode_py.host import StaleChaincodeState
 from node import __version__
-from node.errors import NodeError
-from node.execution.executor import BlockEnv
+from node.errors import ExecutionError, NodeError, Reverted, TxPoolRefused
+from node.execution.executor import BlockEnv, CallTimeout
 from node.rpc.errors import SERVER_ERROR, InvalidParams, RpcError
 from node.rpc.formatting import d, format_block, format_log, format_receipt, format_transaction, q
 from node.service import NodeService
@@ -24,15 +26,21 @@ from node.types.headers import Header
 Method = Callable[[NodeService, list[Any]], Any]
 T = TypeVar("T")
 METHODS: dict[str, Method] = {}
+# Who may call what: every method belongs to one group (INTERFACES.md, "Access control":
+# the groups are the credential scopes read, tx and admin). Today only `admin` is gated,
+# by node.toml's `[rpc] admin` (node.rpc.app.handle_one); credentials will check the rest.
+READ, TX, ADMIN = "read", "tx", "admin"
+METHOD_GROUPS: dict[str, str] = {}
 
 QUANTITY = re.compile(r"^0x(0|[1-9a-fA-F][0-9a-fA-F]*)$")
 HEX = re.compile(r"0x[0-9a-fA-F]*")  # fullmatch, with an even length: DATA
 BLOCK_TAGS = ("latest", "earliest", "pending", "safe", "finalized")
 
 
-def rpc(name: str) -> Callable[[Method], Method]:
+def rpc(name: str, group: str = READ) -> Callable[[Method], Method]:
     def register(fn: Method) -> Method:
         METHODS[name] = fn
+        METHOD_GROUPS[name] = group
         return fn
     return register
 
@@ -220,9 +228,13 @@ def eth_get_block_tx_count_by_hash(node: NodeService, params: list[Any]) -> str 
 
 
 # -- transactions and receipts -------------------------------------------------------------
-@rpc("eth_sendRawTransaction")
+@rpc("eth_sendRawTransaction", TX)
 def eth_send_raw_transaction(node: NodeService, params: list[Any]) -> str:
-    raw = parse_data(param(params, 0, "transaction"), "transaction")
+    value = param(params, 0, "transaction")
+    limit = node.config.pool.max_tx_size
+    if isinstance(value, str) and len(value) > 2 + 2 * limit:  # refused before hex- or RLP-decoding
+        raise TxPoolRefused(f"oversized transaction: {(len(value) - 1) // 2} bytes, the limit is {limit}")
+    raw = parse_data(value, "transaction")
     return d(node.submit_raw_transaction(raw))
 
 
@@ -360,6 +372,39 @@ _HEAD_RETRIES = 4
 _HEAD_WAIT = 2.0  # seconds: a commit in flight takes milliseconds
 
 
+def _gas_cap(node: NodeService, asked: int) -> int:
+    """The gas a call may use: what it asks for, at most `rpc_gas_cap` (as geth caps a
+    call's gas at its RPCGasCap)."""
+    cap = node.config.rpc_gas_cap
+    return min(asked, cap) if cap else asked
+
+
+def _deadline(node: NodeService) -> float | None:
+    """When a call must stop (`rpc_evm_timeout` from now; None: no limit)."""
+    timeout = node.config.rpc_evm_timeout
+    return time.monotonic() + timeout if timeout else None
+
+
+@contextlib.contextmanager
+def _call_budgets(node: NodeService, asked: int) -> Iterator[None]:
+    """A call past its deadline answers as geth's does, naming the setting; a call that
+    failed with its gas capped says so."""
+    try:
+        yield
+    except CallTimeout:
+        raise RpcError(SERVER_ERROR, f"execution aborted (timeout = {node.config.rpc_evm_timeout:g}s): "
+                                     "the call ran longer than this node allows for one eth_call or "
+                                     "eth_estimateGas ([limits] rpc_evm_timeout)") from None
+    except (Reverted, StaleChaincodeState):
+        raise
+    except ExecutionError as exc:
+        cap = _gas_cap(node, asked)
+        if cap < asked:
+            raise RpcError(SERVER_ERROR, f"{exc} (with {cap} gas: this node caps the gas of one eth_call "
+                                         "or eth_estimateGas, [limits] rpc_gas_cap)") from None
+        raise
+
+
 @rpc("eth_call")
 def eth_call(node: NodeService, params: list[Any]) -> str:
     args = _call_args(node, param(params, 0, "transaction"))
@@ -367,8 +412,11 @@ def eth_call(node: NodeService, params: list[Any]) -> str:
     gas = args.pop("gas", None)
     if gas is not None and gas > header.gas_limit:
         raise InvalidParams(f"invalid argument transaction.gas: {gas} exceeds the block gas limit {header.gas_limit}")
-    result = _at_head(node, params, header,
-                      lambda h: node.chain.executor.call(h.state_root, _env(h), gas=gas, **args))
+    asked = header.gas_limit if gas is None else gas  # geth: the block gas limit by default
+    deadline = _deadline(node)
+    with _call_budgets(node, asked):
+        result = _at_head(node, params, header, lambda h: node.chain.executor.call(
+            h.state_root, _env(h), gas=_gas_cap(node, asked), deadline=deadline, **args))
     return d(result.output)
 
 
@@ -376,13 +424,16 @@ def eth_call(node: NodeService, params: list[Any]) -> str:
 def eth_estimate_gas(node: NodeService, params: list[Any]) -> str:
     args = _call_args(node, param(params, 0, "transaction"))
     header = state_header(node, params, 1)
-    cap = args.pop("gas", None) or header.gas_limit
-    return q(_at_head(node, params, header, lambda h: node.chain.executor.estimate_gas(
-        h.state_root, _env(h), cap=cap, **args)))
+    gas = args.pop("gas", None)
+    asked = min(gas or header.gas_limit, header.gas_limit)  # no more than a block can hold
+    deadline = _deadline(node)
+    with _call_budgets(node, asked):
+        return q(_at_head(node, params, header, lambda h: node.chain.executor.estimate_gas(
+            h.state_root, _env(h), cap=_gas_cap(node, asked), deadline=deadline, **args)))
 
 
 # -- logs ----------------------------------------------------------------------------------
-def _topic_filter(topics: Any) -> list[set[bytes] | None]:
+def _topic_filter(topics: Any, limit: int) -> list[set[bytes] | None]:
     if topics is None:
         return []
     if not isinstance(topics, list) or len(topics) > 4:
@@ -392,6 +443,9 @@ def _topic_filter(topics: Any) -> list[set[bytes] | None]:
         if entry is None:
             out.append(None)
         elif isinstance(entry, list):
+            if len(entry) > limit:
+                raise InvalidParams(f"invalid argument filter.topics[{i}]: {len(entry)} alternatives, "
+                                    f"the limit is {limit} per position ([limits] max_logs_topics)")
             out.append({parse_hash(t, f"filter.topics[{i}]") for t in entry} or None)
         else:
             out.append({parse_hash(entry, f"filter.topics[{i}]")})
@@ -407,10 +461,14 @@ def eth_get_logs(node: NodeService, params: list[Any]) -> list[dict[str, Any]]:
     if addresses_param is None:
         addresses = None
     elif isinstance(addresses_param, list):
+        limit = node.config.max_logs_addresses
+        if len(addresses_param) > limit:
+            raise InvalidParams(f"invalid argument filter.address: {len(addresses_param)} addresses, "
+                                f"the limit is {limit} ([limits] max_logs_addresses)")
         addresses = {parse_address(a, "filter.address") for a in addresses_param}
     else:
         addresses = {parse_address(addresses_param, "filter.address")}
-    topics = _topic_filter(flt.get("topics"))
+    topics = _topic_filter(flt.get("topics"), node.config.max_logs_topics)
     if flt.get("blockHash") is not None:
         if flt.get("fromBlock") is not None or flt.get("toBlock") is not None:
             raise InvalidParams("invalid argument filter: blockHash cannot be combined with fromBlock/toBlock")
@@ -482,7 +540,7 @@ def qbft_get_pending_votes(node: NodeService, params: list[Any]) -> dict[str, bo
     return {d(v): add for v, add in node.pending_votes.items()}
 
 
-@rpc("qbft_proposeValidatorVote")
+@rpc("qbft_proposeValidatorVote", ADMIN)
 def qbft_propose_validator_vote(node: NodeService, params: list[Any]) -> bool:
     validator = parse_address(param(params, 0, "validatorAddress"), "validatorAddress")
     add = parse_bool(param(params, 1, "add"), "add")

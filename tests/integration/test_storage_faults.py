@@ -30,8 +30,8 @@ from storage_load import Load, check_final_kept, presign, presign_load
 
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.crypto import private_key_to_address
+from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.runtime import load_wal
 from node.service import NodeService
 from node.storage import StorageFull

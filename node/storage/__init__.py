@@ -9,31 +9,45 @@ write batches. Backends:
 * `LevelDBStore` - LevelDB via plyvel; the production backend.
 
 Backend failures (I/O errors, a data dir locked by another node, use after
-close) are raised as `StorageError`. `open_store` picks the backend from a data
-directory setting.
+close) are raised as `StorageError`; damaged files as its subclass `StorageCorrupted`,
+a full disk as `StorageFull`. `open_store` picks the backend from a data directory
+setting and checks the files of an existing LevelDB store before the node uses it.
 """
 
 from __future__ import annotations
 
 import os
 
-from node.storage.base import KeyValueStore, StorageError, WriteBatch
-from node.storage.leveldb import LevelDBStore
+from node.storage.base import (
+    KeyValueStore,
+    StorageCorrupted,
+    StorageError,
+    StorageFull,
+    WriteBatch,
+)
+from node.storage.leveldb import LevelDBStore, StoreCheck
 from node.storage.memory import MemoryStore
 
 __all__ = [
     "KeyValueStore",
     "LevelDBStore",
     "MemoryStore",
+    "StorageCorrupted",
     "StorageError",
+    "StorageFull",
+    "StoreCheck",
     "WriteBatch",
     "open_store",
 ]
 
 
-def open_store(path: str | os.PathLike[str] | None) -> KeyValueStore:
+def open_store(path: str | os.PathLike[str] | None, *, full_check: bool = True) -> KeyValueStore:
     """Open the store for a data directory: `None` gives a fresh `MemoryStore`,
-    anything else a `LevelDBStore` at `path` (parent directories are created)."""
+    anything else a `LevelDBStore` at `path` (parent directories are created).
+
+    A LevelDB store is checked before it is returned (`LevelDBStore.check`, with every
+    block's checksum when `full_check`); a damaged one raises `StorageCorrupted` and is
+    left closed and untouched."""
     if path is None:
         return MemoryStore()
     path = os.fspath(path)
@@ -44,4 +58,10 @@ def open_store(path: str | os.PathLike[str] | None) -> KeyValueStore:
         raise StorageError(
             f"cannot create parent directory {parent} for database at {path}: {exc}"
         ) from exc
-    return LevelDBStore(path)
+    store = LevelDBStore(path)
+    try:
+        store.check(full=full_check)
+    except BaseException:
+        store.close()
+        raise
+    return store

@@ -21,7 +21,10 @@ Contract summary:
 * After `close()` every operation raises `StorageError`; closing twice is fine.
 
 Backend failures surface as `StorageError` (re-exported here from
-`node.errors`), never as a backend-specific exception type.
+`node.errors`), never as a backend-specific exception type. Two kinds have their own
+subclasses because an operator acts on them differently: `StorageCorrupted` (the files
+are damaged: restore from a backup or resync; the node never repairs a store itself)
+and `StorageFull` (no space left on the device: free space and restart).
 """
 
 from __future__ import annotations
@@ -35,11 +38,24 @@ from node.errors import StorageError
 __all__ = [
     "BufferedWriteBatch",
     "KeyValueStore",
+    "StorageCorrupted",
     "StorageError",
+    "StorageFull",
     "WriteBatch",
     "prefix_upper_bound",
     "require_bytes",
 ]
+
+
+class StorageCorrupted(StorageError):
+    """The store's files are damaged (a checksum, size or file the database needs is wrong
+    or missing). Nothing read from it can be trusted; the node refuses to start on it and
+    stops writing if it is found while running."""
+
+
+class StorageFull(StorageError):
+    """A write failed because the device has no space left; nothing of that write is kept
+    (batches are all or nothing), and the store accepts no further writes."""
 
 
 @runtime_checkable

@@ -725,10 +725,10 @@ def test_leveldb_close_waits_for_a_call_in_flight(tmp_path: Path) -> None:
         def __init__(self, db: Any) -> None:
             self.db = db
 
-        def get(self, key: bytes) -> bytes | None:
+        def get(self, key: bytes, **options: Any) -> bytes | None:
             inside.set()
             time.sleep(0.3)
-            value = self.db.get(key)
+            value = self.db.get(key, **options)
             events.append("get finished")
             return value
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from netharness import Net, hex_address, record, wait_until
 

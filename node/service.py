@@ -169,7 +169,7 @@ class NodeService:
         self.pool.prune()
         if any(log.address == GOVERNANCE for receipt in receipts for log in receipt.logs):
             # Membership may have changed: a revoked sender's waiting transactions go too.
-            self.pool.remove([t for t in self.pool.pending() if not self.chain.is_enrolled(t.sender)])
+            self.pool.drop_senders(lambda sender: not self.chain.is_enrolled(sender))
         with self._new_block:
             self._new_block.notify_all()
 

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from network.cli import port_arg
 from node import __version__
@@ -240,6 +240,7 @@ def start_config(args: argparse.Namespace) -> int:
     from node.consensus.qbft import QbftConfig
     from node.errors import NodeError
     from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
+    from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist
     from node.runtime import Gathering
 
     try:
@@ -258,11 +259,9 @@ def start_config(args: argparse.Namespace) -> int:
     sock, service = opened
     chain = service.chain
     peers = tuple(PeerInfo(p.name, p.address, p.host, p.port) for p in cfg.peers)
-    configured = {p.address for p in peers} | {cfg.address}
-
-    def allow(address: bytes) -> bool:
-        # Configured nodes, and whoever is a validator now (a validator voted in later).
-        return address in configured or address in chain.validators_at(chain.head.number + 1)
+    # Who may connect: the validators of the next block and the listed observers, bound to
+    # their organisations' CAs, following votes and Governance (node/p2p/allowlist.py).
+    allowlist = ConsortiumAllowlist(chain, [AllowedPeer(p.name, p.address, p.org, p.role) for p in cfg.peers])
 
     transport = P2PTransport(
         chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False),
@@ -272,8 +271,8 @@ def start_config(args: argparse.Namespace) -> int:
         tls = TlsIdentity.load(cfg.tls_cert, cfg.tls_key, [cfg.ca_bundle])
         p2p = P2PService(
             P2PConfig(host=cfg.p2p_host, port=cfg.p2p_port, address=cfg.address, chain_id=chain.chain_id,
-                      genesis_hash=chain.genesis_hash, peers=peers),
-            tls, allow=allow, head=lambda: (chain.head.number, chain.head.hash),
+                      genesis_hash=chain.genesis_hash, peers=peers, **dict(cfg.p2p_budgets)),  # type: ignore[arg-type]
+            tls, allow=allowlist, head=lambda: (chain.head.number, chain.head.hash),
             **transport.handlers(),  # type: ignore[arg-type]
         )
     except (NodeError, OSError, ValueError) as exc:
@@ -302,6 +301,13 @@ def start_config(args: argparse.Namespace) -> int:
             p2p.announce_status()
 
     chain.add_listener(announce)
+
+    def follow_governance(block: object, receipts: list[Any]) -> None:
+        # Within the block that changes who may connect, close who no longer may.
+        allowlist.on_block(block, receipts)
+        p2p.recheck_peers()
+
+    chain.add_listener(follow_governance)
     try:
         p2p.start()
     except (NodeError, OSError) as exc:

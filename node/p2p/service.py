@@ -483,6 +483,9 @@ class P2PService:
             with contextlib.suppress(Exception):
                 conn.writer.write(encode_frame(Kind.DISCONNECT, encode_disconnect(reason)))
         transport.close()
+        # Closed from outside its read loop (a recheck, a score): end that loop now rather
+        # than when the peer answers the TLS close.
+        conn.reader.feed_eof()
 
     async def _write_loop(self, conn: _Connection) -> None:
         try:
@@ -717,6 +720,8 @@ class P2PService:
         while True:
             try:
                 frame = await asyncio.wait_for(self._read_frame(conn), self.config.idle_timeout)
+                if conn.closing:
+                    return
                 if frame.kind != Kind.DISCONNECT and not self._take_token(conn):
                     self._over_rate(conn)
                     if conn.closing:

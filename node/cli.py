@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from network.cli import port_arg
 from node import __version__
@@ -240,7 +240,7 @@ def start_config(args: argparse.Namespace) -> int:
     from node.consensus.qbft import QbftConfig
     from node.errors import NodeError
     from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
-    from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist
+    from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist, follow_governance
     from node.runtime import Gathering
 
     try:
@@ -301,13 +301,7 @@ def start_config(args: argparse.Namespace) -> int:
             p2p.announce_status()
 
     chain.add_listener(announce)
-
-    def follow_governance(block: object, receipts: list[Any]) -> None:
-        # Within the block that changes who may connect, close who no longer may.
-        allowlist.on_block(block, receipts)
-        p2p.recheck_peers()
-
-    chain.add_listener(follow_governance)
+    follow_governance(chain, allowlist, p2p)  # a vote or Governance closes who may no longer connect
     try:
         p2p.start()
     except (NodeError, OSError) as exc:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -185,4 +185,22 @@ class ConsortiumAllowlist:
         return len(self._snapshot.validators)
 
 
-__all__ = ["AllowedPeer", "ConsortiumAllowlist", "governance_org_ids", "org_id"]
+class _Listened(Protocol):
+    def add_listener(self, listener: Callable[[Any, list[Any]], None]) -> None: ...
+
+
+class _Rechecks(Protocol):
+    def recheck_peers(self) -> None: ...
+
+
+def follow_governance(chain: _Listened, allowlist: ConsortiumAllowlist, service: _Rechecks) -> None:
+    """After each committed block: a new snapshot of who may connect, then `service`
+    closes the connections no longer allowed (within the block that changed it)."""
+    def on_block(block: Any, receipts: list[Any]) -> None:
+        allowlist.on_block(block, receipts)
+        service.recheck_peers()
+
+    chain.add_listener(on_block)
+
+
+__all__ = ["AllowedPeer", "ConsortiumAllowlist", "follow_governance", "governance_org_ids", "org_id"]

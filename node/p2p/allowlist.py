@@ -7,8 +7,12 @@ A peer may connect when, at our head,
 - it is listed in our node.toml as an observer (`[[peers]]` with `role = "observer"`, or
   no role and not a genesis validator), and its organisation has not been removed.
 
-A listed validator that is not in the validator set (voted out, or not yet voted in) is
-refused. A regulator's suspension of accounts or organisations changes nothing here:
+A listed validator that was a validator and is no longer (voted out) is refused; one not
+yet voted in (a node `network add-node` issued) is accepted as an observer until then, so
+that it can sync before the vote (docs/DEPLOY.md). "Was a validator" is known from the
+genesis, the current set and every set seen since this node started: a validator voted
+in and out again before this node (re)started counts as not yet voted in (it may observe,
+never seal). A regulator's suspension of accounts or organisations changes nothing here:
 only a vote changes who validates, and only a vote removes an organisation.
 
 Each address is bound to an organisation, whose CA must have issued its certificate
@@ -164,11 +168,9 @@ class ConsortiumAllowlist:
         if peer is None:
             return f"address 0x{address.hex()} is not on the allowlist"
         role = peer.role or ("validator" if address in self.genesis.validators else "observer")
-        if role == "validator":
-            if address in self._ever_validators:
-                return f"{who} is no longer a validator: it was removed by vote (at block {snap.head} or before)"
-            return f"{who} is listed as a validator but is not one (not voted in)"
-        return None
+        if role == "validator" and address in self._ever_validators:
+            return f"{who} is no longer a validator: it was removed by vote (at block {snap.head} or before)"
+        return None  # an observer, or a validator not yet voted in (it may sync meanwhile)
 
     def org_of(self, address: bytes) -> str | None:
         return self._org(self._snapshot, address)

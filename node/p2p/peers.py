@@ -54,7 +54,7 @@ class P2PBudgets:
     peer_score_limit (100), bad_message_penalty (10), dropped_message_penalty (0.1),
         peer_score_decay (1 per second): a peer's misbehaviour score, which decays
         linearly; reaching the limit disconnects it with the reason. A bad message is one
-        the layers above could not decode or refused as invalid (`report_bad_message`):
+        the layers above could not decode or refused as invalid (`bad_message`):
         ten to eleven within seconds disconnect; a flood must drop about 1,000 frames. Frames the p2p
         layer cannot even frame (oversized, unknown type, malformed STATUS, GET_BLOCKS or
         BLOCKS) disconnect at once, as in geth and CometBFT (`StopPeerForError`), since

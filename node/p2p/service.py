@@ -31,7 +31,7 @@ closed at once (before TLS) and logged. Each connection's frames pass a token bu
 (`peer_message_rate`, `peer_message_burst`): the excess is dropped and scored. A peer's
 score (`peer_score_limit`, decaying by `peer_score_decay` a second) also grows by
 `bad_message_penalty` for each message the layers above report as undecodable or
-invalid (`report_bad_message`); at the limit the peer is disconnected with the reason.
+invalid (`bad_message`); at the limit the peer is disconnected with the reason.
 
 The allowlist follows governance: `recheck_peers()` (called after each committed block)
 asks the allowlist again about every connected peer and closes the connections of those
@@ -329,9 +329,10 @@ class P2PService:
         (call it after each committed block: the validator set and Governance may change)."""
         self._call(self._recheck_peers)
 
-    def report_bad_message(self, peer: bytes, reason: str) -> None:
-        """A message from `peer` did not decode or was invalid (the consensus runtime, the
-        txpool, block sync): score it; at `peer_score_limit` the peer is disconnected."""
+    def bad_message(self, peer: bytes, reason: str) -> None:
+        """A message from `peer` did not decode or was invalid: score it; at
+        `peer_score_limit` the peer is disconnected. The hook `P2PTransport.bad_message`
+        calls (the consensus runtime's `on_bad_message`); thread-safe."""
         self._call(self._bad_message, peer, reason)
 
     def connected_peers(self) -> list[PeerState]:

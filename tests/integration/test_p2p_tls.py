@@ -775,7 +775,7 @@ def test_a_peer_sending_bad_messages_is_scored_and_disconnected_honest_ones_stay
         try:
             decode_message(data)
         except NodeError as exc:
-            services[0].report_bad_message(peer, f"undecodable consensus message: {exc}")
+            services[0].bad_message(peer, f"undecodable consensus message: {exc}")
             return
         received.append((peer, data))
 

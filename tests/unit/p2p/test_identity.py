@@ -188,3 +188,30 @@ def test_the_allowlist_binds_and_refuses_as_documented() -> None:
 def test_governance_org_ids_reads_the_native_governance() -> None:
     chain = chain_with((A,), {A: "hospital-a"})
     assert governance_org_ids(chain) == {org_id(name) for name, _ in DEV_ORGS}
+
+
+# -- the light client (node and SDK) across an addition that names its organisation ---------
+def test_the_light_client_walks_a_sealed_chain_whose_addition_names_an_organisation() -> None:
+    from node.consensus.light_client import TrustedState, verify_chain
+    from node.crypto import encode_signature, private_key_to_address, sign_hash
+    from node.genesis import derive_dev_key
+    from node.types.headers import seal_hash
+
+    keys = {private_key_to_address(k): k for k in (derive_dev_key(i) for i in range(260, 265))}
+    addresses = sorted(keys)
+    initial, joiner = addresses[:4], addresses[4]
+    genesis = make_genesis(2024, initial, timestamp=1_700_000_000, orgs=DEV_ORGS,
+                           validator_orgs=dict(zip(initial, [o for o, _ in DEV_ORGS], strict=True)))
+    chain = Chain(MemoryStore(), genesis)
+    for n, voter in enumerate([initial[0], initial[1], initial[2], initial[3], joiner], start=1):
+        vote = Vote(joiner, True, "pharmacy-a") if n <= 3 else None
+        block, execution = chain.build_block([], timestamp=1_700_000_000 + n, proposer=voter, vote=vote)
+        seals = [encode_signature(*sign_hash(seal_hash(block.header), keys[a])) for a in chain.validators_at(n)]
+        chain.commit_block(chain.seal(block, seals), execution)
+    assert chain.tally_after(chain.head).org_of(joiner) == "pharmacy-a"
+    assert joiner in chain.validators_at(5)
+    headers = [chain.header_by_number(n) for n in range(6)]
+    trusted = verify_chain(TrustedState.from_genesis(headers[0], chain.genesis_hash), headers[1:])  # type: ignore[arg-type]
+    assert trusted.height == 5
+    allowlist = ConsortiumAllowlist(chain, [])
+    assert allowlist.refusal(joiner) is None and allowlist.org_of(joiner) == "pharmacy-a"

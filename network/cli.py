@@ -166,7 +166,7 @@ def run_add_node(args: argparse.Namespace) -> int:
     print(f"  config {node.config}; every other node.toml now lists it as a peer (restart them to connect)")
     if node.role == "validator":
         print(f"  it seals blocks once a majority of validators vote it in: on each, "
-              f"qbft_proposeValidatorVote(\"0x{node.address.hex()}\", true)")
+              f"qbft_proposeValidatorVote(\"0x{node.address.hex()}\", true, \"{node.org}\")")
     return 0
 
 

@@ -36,6 +36,13 @@ error names the file and the field (`/…/node.toml: rpc.port: …`). The format
     [p2p]                               # mutual-TLS peer connections
     host = "127.0.0.1"
     port = 30303
+    # optional budgets (node/p2p/peers.py P2PBudgets: defaults, geth/Besu/CometBFT), e.g.
+    # max_pending_handshakes = 64
+    # max_pending_handshakes_per_ip = 16
+    # max_connections_per_ip = 32
+    # peer_message_rate = 1000.0        # frames a second per peer ...
+    # peer_message_burst = 4000         # ... with this burst
+    # peer_score_limit = 100.0          # misbehaviour score that disconnects a peer
 
     [tls]
     cert = "/…/nodes/hospital-a/tls.pem"        # issued by the org's CA, binds `address`
@@ -53,6 +60,13 @@ error names the file and the field (`/…/node.toml: rpc.port: …`). The format
     address = "0x…"
     host = "127.0.0.1"
     port = 30304
+    org = "hospital-b"                  # optional: its organisation (its certificate's CA)
+    role = "validator"                  # optional: validator | observer
+
+A peer's `role` decides how long it is allowed: a validator only while it is in the
+validator set (a validator removed by vote is refused), an observer while it is listed.
+Without `role` (files written before it), a genesis validator counts as a validator and
+anyone else as an observer.
 
 Paths are absolute as generated; a relative path is taken relative to the directory of
 the file, and `~` is expanded. Observers have a key too: it is their identity on the p2p
@@ -97,6 +111,8 @@ class PeerConfig:
     address: bytes
     host: str
     port: int
+    org: str | None = None  # its organisation: its certificate must come from that org's CA
+    role: str | None = None  # validator | observer (None: as genesis says)
 
     @property
     def endpoint(self) -> str:
@@ -182,6 +198,8 @@ class NodeFileConfig:
     rpc_admin: bool = False  # [rpc] admin: serve administrative JSON-RPC methods
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     source: Path | None = None  # the file this was read from
+    # -- p2p budgets (helper p2p): overrides of node.p2p.peers.P2PBudgets from [p2p] -----
+    p2p_budgets: tuple[tuple[str, int | float], ...] = ()
 
     @property
     def is_validator(self) -> bool:
@@ -210,7 +228,7 @@ def node_config_to_dict(config: NodeFileConfig) -> dict[str, Any]:
         "genesis": str(config.genesis),
         "validator_key_file": str(config.validator_key_file),
         "rpc": {"host": config.rpc_host, "port": config.rpc_port, "admin": config.rpc_admin},
-        "p2p": {"host": config.p2p_host, "port": config.p2p_port},
+        "p2p": {"host": config.p2p_host, "port": config.p2p_port, **dict(config.p2p_budgets)},
         "tls": {"cert": str(config.tls_cert), "key": str(config.tls_key),
                 "ca_bundle": str(config.ca_bundle)},
         "consensus": {
@@ -220,7 +238,8 @@ def node_config_to_dict(config: NodeFileConfig) -> dict[str, Any]:
             "max_round_timeout": float(config.consensus.max_round_timeout),
         },
         "limits": {f.name: getattr(config.limits, f.name) for f in fields(LimitsSettings)},
-        "peers": [{"name": p.name, "address": _hex_address(p.address), "host": p.host, "port": p.port}
+        "peers": [{"name": p.name, "address": _hex_address(p.address), "host": p.host, "port": p.port,
+                   **({"org": p.org} if p.org else {}), **({"role": p.role} if p.role else {})}
                   for p in config.peers],
     }
 
@@ -413,6 +432,7 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
     limits = _read_limits(top.table("limits", required=False))
     p2p = top.table("p2p")
     p2p_host, p2p_port = p2p.host("host"), p2p.port("port")
+    p2p_budgets = _p2p_budgets(p2p)
     p2p.finish()
     tls = top.table("tls")
     tls_cert, tls_key, ca_bundle = tls.path("cert"), tls.path("key"), tls.path("ca_bundle")
@@ -442,7 +462,9 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
             raise top.fail(f"peers[{i}]", "must be a table with name, address, host, port")
         entry = _Reader(file, item, f"peers[{i}].")
         peer = PeerConfig(entry.name("name"), entry.address("address"), entry.host("host"),
-                          entry.port("port"))
+                          entry.port("port"),
+                          org=entry.name("org") if "org" in item else None,
+                          role=entry.choice("role", ROLES) if "role" in item else None)
         entry.finish()
         if peer.name == name:
             raise entry.fail("name", f"{peer.name!r} is this node itself")
@@ -477,5 +499,25 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
         genesis=genesis, validator_key_file=key_file, rpc_host=rpc_host, rpc_port=rpc_port,
         p2p_host=p2p_host, p2p_port=p2p_port, tls_cert=tls_cert, tls_key=tls_key,
         ca_bundle=ca_bundle, peers=tuple(peers), consensus=consensus, rpc_admin=rpc_admin,
-        limits=limits, source=file,
+        limits=limits, source=file, p2p_budgets=p2p_budgets,
     )
+
+
+# -- p2p budgets (helper p2p) ---------------------------------------------------------------
+
+def _p2p_budgets(p2p: _Reader) -> tuple[tuple[str, int | float], ...]:
+    """The budgets set in [p2p] (every other key of the table stays an unknown setting)."""
+    from node.p2p.peers import P2PBudgets
+
+    out: list[tuple[str, int | float]] = []
+    for name, default in P2PBudgets.defaults().items():
+        value = p2p.raw(name, required=False)
+        if value is None:
+            continue
+        if isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise p2p.fail(name, f"must be a whole number of at least 1, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise p2p.fail(name, f"must be a number greater than 0, got {value!r}")
+        out.append((name, type(default)(value)))
+    return tuple(out)

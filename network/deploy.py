@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
-from network.config import NodeFileConfig, PeerConfig, load_node_config, save_node_config
+from network.config import NodeFileConfig, load_node_config, save_node_config
 from network.errors import NetworkError
 from network.layout import CA_BUNDLE, GENESIS_JSON, NetworkInfo, NodeInfo, node_paths
 
@@ -61,7 +61,7 @@ def host_node_config(local: NodeFileConfig, nodes: tuple[NodeInfo, ...],
         if peer.name not in by_name:
             raise NetworkError(f"{local.source}: peer {peer.name!r} is not a node of network.json")
         host, port = _host_and_port(by_name[peer.name], hosts)
-        peers.append(PeerConfig(peer.name, peer.address, host, port))
+        peers.append(replace(peer, host=host, port=port))
     return replace(
         local,
         data_dir=Path(VAR / local.name),

@@ -7,7 +7,15 @@ too), pretty-printed:
      "validators": ["0x…", …],                       # the org nodes' addresses
      "enrolments": [{"address": "0x…", "org": "hospital-a", "role": "prescriber"}, …],
      "gas_limit": 30000000, "timestamp": 1700000000,
-     "balances": [["0x…", 0], …]}
+     "balances": [["0x…", 0], …],
+     "orgs": [["hospital-a", "hospital"], …],        # optional: name, kind
+     "validator_orgs": [["0x…", "hospital-a"], …]}    # optional: each validator's org
+
+`validator_orgs` binds each genesis validator to the organisation whose CA must have
+issued its TLS certificate (`node.genesis` says why it lives here and not in the
+genesis hash); `network init` writes it for every validator, and `load_genesis` refuses
+a binding to an address that is not a validator or to an organisation the genesis does
+not name.
 
 Every node of a network reads the same file; its genesis block hash is in network.json.
 With development keys the enrolments are the accounts of INTERFACES.md; without them the
@@ -30,7 +38,7 @@ from node.genesis import DEFAULT_GAS_LIMIT, DEV_ORGS, Enrolment, GenesisConfig, 
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _FIELDS = ("chain_id", "validators", "enrolments", "gas_limit", "timestamp", "balances")
-_OPTIONAL_FIELDS = ("orgs",)
+_OPTIONAL_FIELDS = ("orgs", "validator_orgs")
 _KINDS = ("hospital", "pharmacy", "regulator")
 ORG_ADMIN = "org admin"
 
@@ -44,6 +52,7 @@ def make_genesis(
     timestamp: int | None = None,
     gas_limit: int = DEFAULT_GAS_LIMIT,
     orgs: Iterable[tuple[str, str]] = (),
+    validator_orgs: Mapping[bytes, str] | None = None,
 ) -> GenesisConfig:
     """The genesis of a new consortium.
 
@@ -63,13 +72,23 @@ def make_genesis(
         if any(e.address == address for e in enrolments):
             raise ConfigError(f"admin 0x{address.hex()} of {org} is already enrolled")
         enrolments.append(Enrolment(address, org, ORG_ADMIN))
+    validator_list = tuple(validators)
+    bindings = dict(validator_orgs or {})
+    known = {name for name, _ in org_list} | {e.org for e in enrolments if e.org}
+    for address, org in bindings.items():
+        if address not in validator_list:
+            raise ConfigError(f"validator_orgs: 0x{address.hex()} is not a validator")
+        if org not in known:
+            raise ConfigError(f"validator_orgs: 0x{address.hex()} is bound to {org!r}, which the genesis "
+                              "does not name")
     return GenesisConfig(
         chain_id=chain_id,
-        validators=tuple(validators),
+        validators=validator_list,
         enrolments=tuple(enrolments),
         gas_limit=gas_limit,
         timestamp=int(time.time()) if timestamp is None else timestamp,
         orgs=tuple(org_list),
+        validator_orgs=tuple((a, bindings[a]) for a in validator_list if a in bindings),
     )
 
 
@@ -84,6 +103,8 @@ def genesis_to_json(genesis: GenesisConfig) -> dict[str, Any]:
         "timestamp": genesis.timestamp,
         "balances": [["0x" + a.hex(), b] for a, b in genesis.balances],
         **({"orgs": [[name, kind] for name, kind in genesis.orgs]} if genesis.orgs else {}),
+        **({"validator_orgs": [["0x" + a.hex(), org] for a, org in genesis.validator_orgs]}
+           if genesis.validator_orgs else {}),
     }
 
 
@@ -180,6 +201,25 @@ def load_genesis(path: str | os.PathLike[str]) -> GenesisConfig:
                 and item[1] in _KINDS):
             raise _fail(file, f"orgs[{i}]", f"must be [name, kind] with kind one of {', '.join(_KINDS)}")
         orgs.append((item[0], item[1]))
+
+    raw_bindings = raw.get("validator_orgs", [])
+    if not isinstance(raw_bindings, list):
+        raise _fail(file, "validator_orgs", "must be a list of [validator address, organisation]")
+    named = {name for name, _ in orgs} | {e.org for e in enrolments if e.org}
+    bindings: dict[bytes, str] = {}
+    for i, item in enumerate(raw_bindings):
+        where = f"validator_orgs[{i}]"
+        if not isinstance(item, list) or len(item) != 2:
+            raise _fail(file, where, "must be [validator address, organisation]")
+        address, org = _address(file, where + "[0]", item[0]), item[1]
+        if address not in validators:
+            raise _fail(file, where + "[0]", f"{item[0]} is not one of the validators")
+        if address in bindings:
+            raise _fail(file, where + "[0]", f"{item[0]} is bound twice")
+        if not isinstance(org, str) or org not in named:
+            raise _fail(file, where + "[1]", f"must name an organisation of the genesis "
+                                             f"({', '.join(sorted(named)) or 'none named'}), got {org!r}")
+        bindings[address] = org
     return GenesisConfig(
         chain_id=chain_id,
         validators=validators,
@@ -188,4 +228,5 @@ def load_genesis(path: str | os.PathLike[str]) -> GenesisConfig:
         gas_limit=_int(file, "gas_limit", raw["gas_limit"], 5000),
         timestamp=_int(file, "timestamp", raw["timestamp"], 0),
         balances=tuple(balances),
+        validator_orgs=tuple((a, bindings[a]) for a in validators if a in bindings),
     )

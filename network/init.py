@@ -7,7 +7,8 @@
 - per node a fresh random secp256k1 key (from `os.urandom`, never from the public dev
   mnemonic), a TLS certificate from its org's CA binding the key's address, `node.toml`
   listing every other node as a peer;
-- `ca-bundle.pem`, `genesis.json` (validators: the org nodes; observers are not),
+- `ca-bundle.pem`, `genesis.json` (validators: the org nodes, each bound to its
+  organisation in `validator_orgs`; observers are not validators),
   `network.json` (INTERFACES.md), and `deploy/` (per-host bundles, docker-compose.yml,
   systemd unit; see `network.deploy`).
 
@@ -207,7 +208,7 @@ def node_file_config(net_dir: Path, node: NodeInfo, peers: Sequence[NodeInfo],
         rpc_host=node.rpc_host, rpc_port=node.rpc_port, p2p_host=node.p2p_host,
         p2p_port=node.p2p_port, tls_cert=paths.tls_cert, tls_key=paths.tls_key,
         ca_bundle=net_dir / CA_BUNDLE,
-        peers=tuple(PeerConfig(p.name, p.address, p.p2p_host, p.p2p_port)
+        peers=tuple(PeerConfig(p.name, p.address, p.p2p_host, p.p2p_port, org=p.org, role=p.role)
                     for p in peers if p.name != node.name),
         consensus=consensus or ConsensusSettings(),
         rpc_admin=True,  # administrative RPC on: a network's own operators run it (INTERFACES.md)
@@ -326,7 +327,8 @@ def _init_in(net_dir: Path, orgs: Sequence[OrgSpec], observers: Sequence[Observe
                                  rpc_port=rpc_port, p2p_port=p2p_port))
 
     genesis = make_genesis(chain_id, [n.address for n in nodes if n.is_validator],
-                           dev_keys=dev_keys, admins=admins, orgs=[(o.name, o.kind) for o in orgs])
+                           dev_keys=dev_keys, admins=admins, orgs=[(o.name, o.kind) for o in orgs],
+                           validator_orgs={n.address: n.org for n in nodes if n.is_validator})
     save_genesis(net_dir / "genesis.json", genesis)
     for node in nodes:
         save_node_config(node_file_config(net_dir, node, nodes, consensus), node.config)
@@ -391,7 +393,8 @@ def add_node(net_dir: str | os.PathLike[str], org: str, name: str, observer: boo
     save_node_config(node_file_config(net, node, nodes, consensus), node.config)
     for existing in info.nodes:
         cfg = configs[existing.name]
-        peers = (*cfg.peers, PeerConfig(node.name, node.address, node.p2p_host, node.p2p_port))
+        peers = (*cfg.peers, PeerConfig(node.name, node.address, node.p2p_host, node.p2p_port,
+                                        org=node.org, role=node.role))
         save_node_config(replace(cfg, peers=peers), existing.config)
     updated = NetworkInfo(info.dir, info.chain_id, info.genesis_hash, info.orgs, nodes, info.accounts)
     save_network(updated)

@@ -284,6 +284,7 @@ def start_config(args: argparse.Namespace) -> int:
     from node.consensus.qbft import QbftConfig
     from node.errors import NodeError
     from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
+    from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist, follow_governance
     from node.runtime import Gathering
 
     try:
@@ -303,11 +304,9 @@ def start_config(args: argparse.Namespace) -> int:
     sock, service = opened
     chain = service.chain
     peers = tuple(PeerInfo(p.name, p.address, p.host, p.port) for p in cfg.peers)
-    configured = {p.address for p in peers} | {cfg.address}
-
-    def allow(address: bytes) -> bool:
-        # Configured nodes, and whoever is a validator now (a validator voted in later).
-        return address in configured or address in chain.validators_at(chain.head.number + 1)
+    # Who may connect: the validators of the next block and the listed observers, bound to
+    # their organisations' CAs, following votes and Governance (node/p2p/allowlist.py).
+    allowlist = ConsortiumAllowlist(chain, [AllowedPeer(p.name, p.address, p.org, p.role) for p in cfg.peers])
 
     transport = P2PTransport(
         chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False),
@@ -317,8 +316,8 @@ def start_config(args: argparse.Namespace) -> int:
         tls = TlsIdentity.load(cfg.tls_cert, cfg.tls_key, [cfg.ca_bundle])
         p2p = P2PService(
             P2PConfig(host=cfg.p2p_host, port=cfg.p2p_port, address=cfg.address, chain_id=chain.chain_id,
-                      genesis_hash=chain.genesis_hash, peers=peers),
-            tls, allow=allow, head=lambda: (chain.head.number, chain.head.hash),
+                      genesis_hash=chain.genesis_hash, peers=peers, **dict(cfg.p2p_budgets)),  # type: ignore[arg-type]
+            tls, allow=allowlist, head=lambda: (chain.head.number, chain.head.hash),
             **transport.handlers(),  # type: ignore[arg-type]
         )
     except (NodeError, OSError, ValueError) as exc:
@@ -347,6 +346,7 @@ def start_config(args: argparse.Namespace) -> int:
             p2p.announce_status()
 
     chain.add_listener(announce)
+    follow_governance(chain, allowlist, p2p)  # a vote or Governance closes who may no longer connect
     try:
         p2p.start()
     except (NodeError, OSError) as exc:

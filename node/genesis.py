@@ -2,7 +2,31 @@
 
 A `GenesisConfig` says everything the first block commits to: chain id, gas limit,
 timestamp, the validator set, the organisations (name and kind), the enrolled
-(permissioned) accounts with their organisation and role, and any pre-funded accounts.
+(permissioned) accounts with their organisation and role, and any pre-funded accounts;
+and, next to it, the organisation of each genesis validator (`validator_orgs`).
+
+Where a validator's organisation lives. The p2p layer accepts a validator's TLS
+certificate only from the CA of the organisation its address is bound to, so every
+honest node must derive the same address → organisation map:
+
+- genesis validators: `validator_orgs` in genesis.json, the one file every node of a
+  network reads (`network init` writes it). It is part of `GenesisConfig.encode()`, which
+  a node stores in its data directory at first start and compares at every start, so a
+  node never silently changes the binding under an existing chain. It is deliberately
+  *not* folded into the genesis block hash: the hash commits to the header fields and
+  the chaincode state, and the binding is neither (the Governance constructor, mirrored
+  from the Solidity contract, has no organisation per validator; the header's 32-byte
+  vanity is the next-validator commitment the light client relies on). Committing it
+  would change Governance's genesis state and every network's genesis hash for a value
+  that only decides whom this node talks to, never what is final: a node with a
+  different map refuses or accepts connections differently, but cannot make or accept a
+  different block. Leaving it out keeps every existing genesis hash and data directory.
+- validators added later: the header vote that adds one names its organisation
+  (`node.types.headers.Vote.org`), tallied by `node.consensus.validators` into the vote
+  tally every node keeps per block, so the binding is derived from the final headers.
+
+The dev chain has one validator and no p2p layer; its genesis binds none (so existing
+dev data directories open unchanged).
 The native Governance chaincode starts from the organisations, accounts and validators
 (`chaincode_py.genesis`). The dev chain and `rxledger up` enrol the development accounts
 of INTERFACES.md: the public Hardhat/Anvil mnemonic, never a real secret.
@@ -90,6 +114,14 @@ class GenesisConfig:
     timestamp: int = 0
     balances: tuple[tuple[bytes, int], ...] = field(default=())
     orgs: tuple[tuple[str, str], ...] = field(default=())
+    validator_orgs: tuple[tuple[bytes, str], ...] = field(default=())
+
+    def validator_org(self, validator: bytes) -> str | None:
+        """The organisation genesis binds `validator` to, or None (not bound)."""
+        for address, org in self.validator_orgs:
+            if address == validator:
+                return org
+        return None
 
     def organisations(self) -> tuple[tuple[str, str], ...]:
         """(name, kind) of every genesis organisation, in order (see the class docstring)."""
@@ -115,8 +147,9 @@ class GenesisConfig:
         return tuple(out)
 
     def encode(self) -> bytes:
-        """Canonical JSON (sorted keys, hex bytes) as stored in the database. `orgs` is left
-        out when empty, so configs that predate it encode as they did."""
+        """Canonical JSON (sorted keys, hex bytes) as stored in the database. `orgs` and
+        `validator_orgs` are left out when empty, so configs that predate them encode as
+        they did."""
         def conv(v: object) -> object:
             if isinstance(v, bytes):
                 return "0x" + v.hex()
@@ -128,6 +161,8 @@ class GenesisConfig:
         fields = asdict(self)
         if not self.orgs:
             del fields["orgs"]
+        if not self.validator_orgs:
+            del fields["validator_orgs"]
         return json.dumps(conv(fields), sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -144,6 +179,7 @@ class GenesisConfig:
             timestamp=raw["timestamp"],
             balances=tuple((hexb(a[2:]), b) for a, b in raw["balances"]),
             orgs=tuple((name, kind) for name, kind in raw.get("orgs", ())),
+            validator_orgs=tuple((hexb(a[2:]), org) for a, org in raw.get("validator_orgs", ())),
         )
 
 

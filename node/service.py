@@ -21,12 +21,13 @@ from node.crypto import private_key_to_address
 from node.errors import NodeError, StorageError, TxPoolRefused
 from node.execution.chaincode import GOVERNANCE, ChaincodeHost
 from node.genesis import GenesisConfig
+from node.p2p.allowlist import governance_org_ids, org_id
 from node.runtime import ConsensusRuntime, Gathering, Transport
 from node.storage import open_store
 from node.storage.base import KeyValueStore
 from node.txpool.pool import TxPool
 from node.types.blocks import Block
-from node.types.headers import Vote
+from node.types.headers import Vote, is_valid_org_name
 from node.types.receipts import Receipt
 from node.types.transactions import decode_transaction
 
@@ -63,6 +64,7 @@ class NodeService:
         self.validator_key = validator_key
         self.validator = private_key_to_address(validator_key) if validator_key else None
         self.pending_votes: dict[bytes, bool] = {}
+        self.pending_vote_orgs: dict[bytes, str] = {}  # the organisation of a validator to add
         self._new_block = threading.Condition()
         self.runtime: ConsensusRuntime | None = None
         # Sends an admitted transaction to the peers (set when the node has a p2p layer).
@@ -142,7 +144,23 @@ class NodeService:
         return max(0, int(heads[min(f, len(heads) - 1)]) - head)
 
     # -- votes (QBFT validator changes) ----------------------------------------------------
-    def propose_vote(self, validator: bytes, add: bool) -> None:
+    def propose_vote(self, validator: bytes, add: bool, org: str | None = None) -> None:
+        """Vote (in the headers this node proposes) to add or remove `validator`. Adding
+        names the new validator's organisation (`org`), required where genesis binds
+        validators to organisations: its certificate must then come from that org's CA."""
+        if org is not None and not add:
+            raise NodeError("a vote to remove a validator names no organisation")
+        if org is not None and not is_valid_org_name(org):
+            raise NodeError(f"{org!r} is not an organisation name (lowercase letters, digits and '-')")
+        if add and org is None and self.chain.genesis.validator_orgs:
+            raise NodeError("this network binds each validator to its organisation: name the new "
+                            "validator's organisation, qbft_proposeValidatorVote(address, true, \"<org>\")")
+        if org is not None:
+            known = {name for name, _ in self.chain.genesis.organisations()}
+            known |= {o for _, o in self.chain.genesis.validator_orgs}
+            governed = governance_org_ids(self.chain)
+            if known and org not in known and (governed is None or org_id(org) not in governed):
+                raise NodeError(f"no organisation {org!r} in this network (known: {', '.join(sorted(known))})")
         if self.config.dev:
             current = self.chain.validators_at(self.chain.head.number + 1)
             if add and validator not in current:
@@ -153,14 +171,19 @@ class NodeService:
             if not add and validator in current and len(current) == 1:
                 raise NodeError("refusing to remove the only validator of the dev chain")
         self.pending_votes[validator] = add
+        if org is not None:
+            self.pending_vote_orgs[validator] = org
+        else:
+            self.pending_vote_orgs.pop(validator, None)
 
     def take_vote(self) -> Vote | None:
         current = self.chain.validators_at(self.chain.head.number + 1)
         for validator, add in list(self.pending_votes.items()):
             if add == (validator in current):
                 del self.pending_votes[validator]  # already in effect
+                self.pending_vote_orgs.pop(validator, None)
                 continue
-            return Vote(validator, add)
+            return Vote(validator, add, self.pending_vote_orgs.get(validator) if add else None)
         return None
 
     # -- blocks ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 from node.p2p.frames import MAX_FRAME_SIZE, PROTOCOL_VERSION, Kind, Status
@@ -29,6 +29,54 @@ OnStatus = Callable[[bytes, Status], None]
 """(peer address, its STATUS): on connect and whenever it re-announces its head."""
 OnConnect = Callable[[bytes], None]
 """(peer address): a connection with that peer is up (again); frames sent now reach it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class P2PBudgets:
+    """What one remote host or one peer may cost a node (fields of `P2PConfig`; node.toml
+    [p2p] may set each). Beside each, what geth, Besu and CometBFT do.
+
+    max_pending_handshakes (64): TCP connections accepted whose TLS handshake and STATUS
+        exchange have not finished, in total; more are closed at once. geth:
+        `MaxPendingPeers` (default 50); CometBFT: none (`handshake_timeout` 20 s only);
+        Besu: none (Netty's backlog).
+    max_pending_handshakes_per_ip (16): the same, from one remote IP address. geth: an
+        inbound-connection throttle per IP (one attempt per 30 s, loopback exempt);
+        CometBFT, Besu: none.
+    max_connections_per_ip (32): connections from one remote IP address, pending and
+        established. CometBFT: `allow_duplicate_ip = false` (one per IP) in production;
+        geth, Besu: none (a consortium runs several nodes per host, hence 32).
+    peer_message_rate (1000 per second) and peer_message_burst (4000): a token bucket per
+        connection; a frame beyond it is dropped (DISCONNECT frames excepted) and scores
+        `dropped_message_penalty`. CometBFT: `recv_rate` 5,120,000 bytes/s per
+        connection (it throttles the reader); geth: none per peer (its tx fetcher caps
+        4096 announcements per peer); Besu: none.
+    peer_score_limit (100), bad_message_penalty (10), dropped_message_penalty (0.1),
+        peer_score_decay (1 per second): a peer's misbehaviour score, which decays
+        linearly; reaching the limit disconnects it with the reason. A bad message is one
+        the layers above could not decode or refused as invalid (`bad_message`):
+        ten to eleven within seconds disconnect; a flood must drop about 1,000 frames. Frames the p2p
+        layer cannot even frame (oversized, unknown type, malformed STATUS, GET_BLOCKS or
+        BLOCKS) disconnect at once, as in geth and CometBFT (`StopPeerForError`), since
+        the protocol itself is broken. geth, CometBFT: no score (disconnect on the first
+        error); Besu: a reputation (`PeerReputation`, disconnect at -100 with -10 for
+        useless responses and -50 for timeouts).
+    """
+
+    max_pending_handshakes: int = 64
+    max_pending_handshakes_per_ip: int = 16
+    max_connections_per_ip: int = 32
+    peer_message_rate: float = 1000.0
+    peer_message_burst: int = 4000
+    peer_score_limit: float = 100.0
+    bad_message_penalty: float = 10.0
+    dropped_message_penalty: float = 0.1
+    peer_score_decay: float = 1.0
+
+    @classmethod
+    def defaults(cls) -> dict[str, int | float]:
+        """Every budget's name and default."""
+        return {f.name: f.default for f in fields(cls)}  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -139,6 +187,6 @@ class Dispatcher:
 
 
 __all__ = [
-    "Dispatcher", "Handlers", "OnBlocks", "OnConnect", "OnConsensus", "OnGetBlocks", "OnStatus", "OnTransaction",
+    "Dispatcher", "P2PBudgets", "Handlers", "OnBlocks", "OnConnect", "OnConsensus", "OnGetBlocks", "OnStatus", "OnTransaction",
     "PeerInfo", "PeerNetwork", "PeerState", "fit_blocks", "status_problem",
 ]

@@ -24,6 +24,20 @@ letting its frames pile up in memory. Every `status_interval` seconds each node
 re-announces its STATUS (its head, and a keep-alive); a connection silent for
 `idle_timeout` seconds is closed.
 
+Budgets (`node.p2p.peers.P2PBudgets`, fields of `P2PConfig`): a connection accepted
+beyond `max_pending_handshakes` unfinished handshakes in total, or
+`max_pending_handshakes_per_ip` / `max_connections_per_ip` from its IP address, is
+closed at once (before TLS) and logged. Each connection's frames pass a token bucket
+(`peer_message_rate`, `peer_message_burst`): the excess is dropped and scored. A peer's
+score (`peer_score_limit`, decaying by `peer_score_decay` a second) also grows by
+`bad_message_penalty` for each message the layers above report as undecodable or
+invalid (`bad_message`); at the limit the peer is disconnected with the reason.
+
+The allowlist follows governance: `recheck_peers()` (called after each committed block)
+asks the allowlist again about every connected peer and closes the connections of those
+no longer allowed (a validator removed by vote, an organisation removed by Governance),
+with a DISCONNECT saying why.
+
 Handlers run on the loop thread (`on_consensus`, `on_transaction`, `on_status`,
 `on_connect`: keep them quick, e.g. put the data on a queue) or in a worker thread
 (`on_get_blocks`, `on_blocks`, which read or import blocks); the peer's next frame is
@@ -70,14 +84,19 @@ from node.p2p.peers import (
     OnGetBlocks,
     OnStatus,
     OnTransaction,
+    P2PBudgets,
     PeerInfo,
     PeerState,
     status_problem,
 )
 from node.p2p.tls import (
+    Allowlist,
+    OrgCAs,
     PeerCertificate,
     PeerRefused,
     TlsIdentity,
+    as_allowlist,
+    check_organisation,
     check_peer,
     client_context,
     describe_ssl_error,
@@ -91,8 +110,9 @@ _CONNECTION_ERRORS = (OSError, EOFError, asyncio.IncompleteReadError, TimeoutErr
 
 
 @dataclass(frozen=True)
-class P2PConfig:
-    """Where a node listens, who it is, which peers it dials, and the limits it keeps."""
+class P2PConfig(P2PBudgets):
+    """Where a node listens, who it is, which peers it dials, and the limits it keeps
+    (the budgets of `P2PBudgets` are keyword fields too)."""
 
     host: str
     port: int  # 0: any free port (read `P2PService.port` after start)
@@ -116,6 +136,20 @@ class _Refused(Exception):
     """Internal: the connection is refused for the given reason (already logged or not)."""
 
 
+class _Slot:
+    """An accepted connection's place in the handshake budget (released once)."""
+
+    def __init__(self, service: P2PService, host: str) -> None:
+        self.service = service
+        self.host = host
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.service._handshake_done(self.host)
+
+
 class _Connection:
     """One established (or establishing) connection; lives on the loop thread."""
 
@@ -134,6 +168,13 @@ class _Connection:
         self.queued_bytes = 0
         self.closing = False
         self.closed = asyncio.Event()
+        # Budgets: the message token bucket, the misbehaviour score, what was dropped.
+        self.tokens = 0.0
+        self.tokens_at = 0.0
+        self.score = 0.0
+        self.score_at = 0.0
+        self.dropped = 0
+        self.bad_messages = 0
 
     @property
     def where(self) -> str:
@@ -155,7 +196,7 @@ class P2PService:
         config: P2PConfig,
         tls: TlsIdentity,
         *,
-        allow: Callable[[bytes], bool],
+        allow: Allowlist | Callable[[bytes], bool],
         head: Callable[[], tuple[int, bytes]],
         on_consensus: OnConsensus | None = None,
         on_transaction: OnTransaction | None = None,
@@ -164,11 +205,13 @@ class P2PService:
         on_status: OnStatus | None = None,
         on_connect: OnConnect | None = None,
     ) -> None:
-        """`allow(address)`: may this node address connect. `head()`: (number, hash) now."""
+        """`allow`: an `Allowlist` (who may connect, bound to which organisation), or a
+        predicate `allow(address)` binding none. `head()`: (number, hash) now."""
         if len(config.address) != 20:
             raise P2PError("the node address must be 20 bytes")
         self.config = config
-        self.allow = allow
+        self.allow = as_allowlist(allow)
+        self._cas = OrgCAs.from_pems(tls.ca_pems)
         self.head = head
         self.dispatcher = Dispatcher(
             Handlers(on_consensus, on_transaction, on_get_blocks, on_blocks, on_status, on_connect),
@@ -189,6 +232,10 @@ class P2PService:
         self._started = threading.Event()
         self._stopping = False
         self._dial_errors: dict[bytes, str] = {}
+        # Accepted connections: unfinished handshakes (in total, per IP) and connections per IP.
+        self._pending_total = 0
+        self._pending_by_ip: dict[str, int] = {}
+        self._inbound_by_ip: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -277,6 +324,17 @@ class P2PService:
         """Send our STATUS (our head now) to every peer, e.g. after a new block."""
         self._call(self._announce_status)
 
+    def recheck_peers(self) -> None:
+        """Ask the allowlist again about every connected peer; close those no longer allowed
+        (call it after each committed block: the validator set and Governance may change)."""
+        self._call(self._recheck_peers)
+
+    def bad_message(self, peer: bytes, reason: str) -> None:
+        """A message from `peer` did not decode or was invalid: score it; at
+        `peer_score_limit` the peer is disconnected. The hook `P2PTransport.bad_message`
+        calls (the consensus runtime's `on_bad_message`); thread-safe."""
+        self._call(self._bad_message, peer, reason)
+
     def connected_peers(self) -> list[PeerState]:
         with self._lock:
             conns = list(self._connections.values())
@@ -294,6 +352,84 @@ class P2PService:
             loop.call_soon_threadsafe(fn, *args)
 
     # -- on the loop thread ----------------------------------------------------------------
+    def _recheck_peers(self) -> None:
+        for conn in list(self._connections.values()):
+            try:
+                reason = self.allow.refusal(conn.address)
+                if reason is None and conn.cert is not None:
+                    check_organisation(conn.cert, conn.address, self.allow.org_of(conn.address), self._cas)
+            except PeerRefused as exc:
+                reason = str(exc)
+            except Exception:  # a bug in the allowlist: keep the connection, say so
+                log.exception("cannot recheck peer %s", conn.label())
+                continue
+            if reason is not None:
+                log.warning("dropping peer %s: %s", conn.label(), reason)
+                self._close(conn, reason)
+
+    def _bad_message(self, peer: bytes, reason: str) -> None:
+        conn = self._connections.get(peer)
+        if conn is None or conn.closing:
+            return
+        conn.bad_messages += 1
+        log.info("bad message from %s (%d so far): %s", conn.label(), conn.bad_messages, reason)
+        self._penalise(conn, self.config.bad_message_penalty,
+                       f"{conn.bad_messages} bad messages, the last: {reason}")
+
+    def _penalise(self, conn: _Connection, points: float, reason: str) -> bool:
+        """Add to the peer's (decaying) score; True if that disconnected it."""
+        now = asyncio.get_running_loop().time()
+        decayed = max(0.0, conn.score - self.config.peer_score_decay * (now - conn.score_at))
+        conn.score, conn.score_at = decayed + points, now
+        if conn.score < self.config.peer_score_limit:
+            return False
+        log.warning("dropping peer %s: misbehaviour score %.1f reached %g: %s", conn.label(), conn.score,
+                    self.config.peer_score_limit, reason)
+        self._close(conn, f"misbehaviour score reached {self.config.peer_score_limit:g}: {reason}")
+        return True
+
+    def _take_token(self, conn: _Connection) -> bool:
+        """The message token bucket: False if this frame is over the peer's rate."""
+        now = asyncio.get_running_loop().time()
+        rate, burst = self.config.peer_message_rate, float(self.config.peer_message_burst)
+        conn.tokens = min(burst, conn.tokens + rate * (now - conn.tokens_at))
+        conn.tokens_at = now
+        if conn.tokens >= 1.0:
+            conn.tokens -= 1.0
+            return True
+        return False
+
+    def _admission_problem(self, host: str) -> str | None:
+        """Why an accepted TCP connection from `host` is over a budget, or None."""
+        cfg = self.config
+        if self._pending_total >= cfg.max_pending_handshakes:
+            return (f"{self._pending_total} handshakes pending "
+                    f"(max_pending_handshakes = {cfg.max_pending_handshakes})")
+        pending = self._pending_by_ip.get(host, 0)
+        if pending >= cfg.max_pending_handshakes_per_ip:
+            return (f"{pending} handshakes pending from {host} "
+                    f"(max_pending_handshakes_per_ip = {cfg.max_pending_handshakes_per_ip})")
+        connections = self._inbound_by_ip.get(host, 0)
+        if connections >= cfg.max_connections_per_ip:
+            return (f"{connections} connections from {host} "
+                    f"(max_connections_per_ip = {cfg.max_connections_per_ip})")
+        return None
+
+    def _handshake_done(self, host: str) -> None:
+        self._pending_total -= 1
+        left = self._pending_by_ip[host] - 1
+        if left:
+            self._pending_by_ip[host] = left
+        else:
+            del self._pending_by_ip[host]
+
+    def _connection_gone(self, host: str) -> None:
+        left = self._inbound_by_ip[host] - 1
+        if left:
+            self._inbound_by_ip[host] = left
+        else:
+            del self._inbound_by_ip[host]
+
     def _broadcast_frame(self, frame: bytes) -> None:
         for conn in list(self._connections.values()):
             self._enqueue(conn, frame)
@@ -348,6 +484,9 @@ class P2PService:
             with contextlib.suppress(Exception):
                 conn.writer.write(encode_frame(Kind.DISCONNECT, encode_disconnect(reason)))
         transport.close()
+        # Closed from outside its read loop (a recheck, a score): end that loop now rather
+        # than when the peer answers the TLS close.
+        conn.reader.feed_eof()
 
     async def _write_loop(self, conn: _Connection) -> None:
         try:
@@ -377,10 +516,28 @@ class P2PService:
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            host, port = peername[0], peername[1]
+            problem = self._admission_problem(host)
+            if problem is not None:
+                # Before TLS: nothing to say DISCONNECT with; the close is the answer.
+                log.warning("refused %s:%d: %s", host, port, problem)
+                sock.close()
+                continue
+            self._pending_total += 1
+            self._pending_by_ip[host] = self._pending_by_ip.get(host, 0) + 1
+            self._inbound_by_ip[host] = self._inbound_by_ip.get(host, 0) + 1
             self._unowned.add(sock)
-            self._spawn(self._accepted(sock, peername[0], peername[1]))
+            self._spawn(self._accepted(sock, host, port))
 
     async def _accepted(self, sock: socket.socket, host: str, port: int) -> None:
+        slot = _Slot(self, host)
+        try:
+            await self._accepted_session(sock, host, port, slot)
+        finally:
+            slot.release()
+            self._connection_gone(host)
+
+    async def _accepted_session(self, sock: socket.socket, host: str, port: int, slot: _Slot) -> None:
         self._unowned.discard(sock)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=2 ** 16)
@@ -401,7 +558,7 @@ class P2PService:
             if transport is None:  # failed or cancelled: asyncio has let go of the socket
                 sock.close()
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self._session(reader, writer, host, port, None)
+        await self._session(reader, writer, host, port, None, slot)
 
     # -- dialling --------------------------------------------------------------------------
     async def _dial_loop(self, peer: PeerInfo, defer: bool = False) -> None:
@@ -409,6 +566,11 @@ class P2PService:
         while not self._stopping:
             if defer and peer.address not in self._connections:
                 await asyncio.sleep(self.config.dial_grace)
+            if self._refused_now(peer.address):
+                # Not allowed now (a validator voted out, or not yet in): it would be
+                # refused after the handshake; look again later.
+                await asyncio.sleep(self.config.backoff_max)
+                continue
             existing = self._connections.get(peer.address)
             if existing is not None:  # it dialled us (or a session is still closing)
                 await existing.closed.wait()
@@ -420,6 +582,12 @@ class P2PService:
                 backoff = min(backoff * 2, self.config.backoff_max)
                 continue
             await asyncio.sleep(backoff)
+
+    def _refused_now(self, address: bytes) -> bool:
+        try:
+            return self.allow.refusal(address) is not None
+        except Exception:
+            return False  # the handshake's check will log the bug
 
     async def _dial(self, peer: PeerInfo) -> bool:
         """One attempt: connect, handshake, run the session; True if the session was up."""
@@ -443,7 +611,7 @@ class P2PService:
 
     # -- a session -------------------------------------------------------------------------
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str,
-                       port: int, dialled: PeerInfo | None) -> bool:
+                       port: int, dialled: PeerInfo | None, slot: _Slot | None = None) -> bool:
         """Checks, STATUS exchange, then frames until the connection ends; True if it was up."""
         cert = read_peer_certificate(writer.get_extra_info("ssl_object"))
         conn = _Connection(reader, writer, host, port, dialled is not None, cert)
@@ -466,6 +634,8 @@ class P2PService:
                 self._close(conn, "internal error")
                 return False
             registered = True
+            if slot is not None:
+                slot.release()  # the handshake is over: the connection counts per IP only
             self._dial_errors.pop(conn.address, None)
             log.info("connected to %s (%s)", conn.label(), "outbound" if conn.outbound else "inbound")
             writer_task = self._spawn(self._write_loop(conn))
@@ -499,7 +669,7 @@ class P2PService:
     async def _establish(self, conn: _Connection, dialled: PeerInfo | None) -> None:
         try:
             conn.address = check_peer(conn.cert, self.allow, own=self.config.address,
-                                      expected=dialled.address if dialled else None)
+                                      expected=dialled.address if dialled else None, cas=self._cas)
         except PeerRefused as exc:
             raise _Refused(str(exc)) from None
         if conn.address in self._connections:
@@ -522,6 +692,8 @@ class P2PService:
             raise _Refused(f"already connected to 0x{conn.address.hex()}")
         with self._lock:
             self._connections[conn.address] = conn
+        now = asyncio.get_running_loop().time()
+        conn.tokens, conn.tokens_at, conn.score_at = float(self.config.peer_message_burst), now, now
         # Registered: frames sent from here on reach the peer.
         self.dispatcher.call("on_connect", conn.address)
         self.dispatcher.call("on_status", conn.address, status)
@@ -549,6 +721,13 @@ class P2PService:
         while True:
             try:
                 frame = await asyncio.wait_for(self._read_frame(conn), self.config.idle_timeout)
+                if conn.closing:
+                    return
+                if frame.kind != Kind.DISCONNECT and not self._take_token(conn):
+                    self._over_rate(conn)
+                    if conn.closing:
+                        return
+                    continue
                 await self._handle(conn, frame)
             except _Refused as exc:
                 log.warning("dropping peer %s: %s", conn.label(), exc)
@@ -574,6 +753,16 @@ class P2PService:
                 log.exception("dropping peer %s: internal error", conn.label())
                 self._close(conn, "internal error")
                 return
+
+    def _over_rate(self, conn: _Connection) -> None:
+        """A frame over the peer's message rate: dropped, scored."""
+        conn.dropped += 1
+        if conn.dropped == 1 or conn.dropped % 1000 == 0:
+            log.warning("peer %s sends more than %g messages a second: %d dropped so far",
+                        conn.label(), self.config.peer_message_rate, conn.dropped)
+        self._penalise(conn, self.config.dropped_message_penalty,
+                       f"more than {self.config.peer_message_rate:g} messages a second "
+                       f"({conn.dropped} dropped)")
 
     async def _handle(self, conn: _Connection, frame: Frame) -> None:
         kind, payload = frame.kind, frame.payload

@@ -6,18 +6,24 @@ certificate and nothing else (not the system store). A peer whose certificate do
 chain to a consortium CA fails the handshake itself. After it, `check_peer` reads the
 node address the certificate binds (SAN URI `rxledger:node:0x…`) and refuses a peer whose
 address is not on the allowlist, is our own, or (when we dialled) is not the one we meant
-to reach.
+to reach; and, when the address is bound to an organisation (a validator by genesis or
+by the vote that added it, an observer by its peer entry), a certificate that was not
+issued by that organisation's CA, or that names another organisation: any consortium CA
+can issue a certificate for any address, so the chain of trust alone would let one
+organisation impersonate another's validator.
 """
 
 from __future__ import annotations
 
 import ssl
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from network.pki import bound_address, organisation_of, write_private
 from node.p2p.frames import P2PError
@@ -25,6 +31,70 @@ from node.p2p.frames import P2PError
 
 class PeerRefused(P2PError):
     """A peer completed the handshake but may not connect (allowlist, address, status)."""
+
+
+class Allowlist(Protocol):
+    """Who may connect, and which organisation's CA must have certified them."""
+
+    def refusal(self, address: bytes) -> str | None:
+        """Why `address` may not connect now, or None if it may."""
+        ...
+
+    def org_of(self, address: bytes) -> str | None:
+        """The organisation `address` is bound to (its certificate's CA), or None: unbound."""
+        ...
+
+
+class SimpleAllowlist:
+    """An allowlist from a predicate, binding no organisation (or those of `orgs`)."""
+
+    def __init__(self, allow: Callable[[bytes], bool], orgs: Mapping[bytes, str] | None = None) -> None:
+        self.allow = allow
+        self.orgs = dict(orgs or {})
+
+    def refusal(self, address: bytes) -> str | None:
+        return None if self.allow(address) else f"address 0x{address.hex()} is not on the allowlist"
+
+    def org_of(self, address: bytes) -> str | None:
+        return self.orgs.get(address)
+
+
+def as_allowlist(allow: Allowlist | Callable[[bytes], bool]) -> Allowlist:
+    """`allow` as an `Allowlist` (a plain predicate binds no organisation)."""
+    if hasattr(allow, "refusal") and hasattr(allow, "org_of"):
+        return allow
+    return SimpleAllowlist(allow)
+
+
+@dataclass(frozen=True)
+class OrgCAs:
+    """The consortium's CA certificates by organisation (their subject's O), from the bundle."""
+
+    by_org: Mapping[str, tuple[x509.Certificate, ...]]
+
+    @classmethod
+    def from_pems(cls, pems: Sequence[bytes]) -> OrgCAs:
+        by_org: dict[str, list[x509.Certificate]] = {}
+        for pem in pems:
+            for cert in x509.load_pem_x509_certificates(pem):
+                values = cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME)
+                org = str(values[0].value) if values else ""
+                by_org.setdefault(org, []).append(cert)
+        return cls({org: tuple(certs) for org, certs in by_org.items()})
+
+    def issuer_org(self, leaf_der: bytes) -> str | None:
+        """The organisation of the bundle CA that signed this certificate, or None."""
+        leaf = x509.load_der_x509_certificate(leaf_der)
+        for org, cas in self.by_org.items():
+            for ca in cas:
+                if ca.subject != leaf.issuer:
+                    continue
+                try:
+                    leaf.verify_directly_issued_by(ca)
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+                return org
+        return None
 
 
 @dataclass(frozen=True)
@@ -115,9 +185,15 @@ def read_peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> P
         return PeerCertificate(der, None, "(unreadable certificate)", None)
 
 
-def check_peer(cert: PeerCertificate | None, allow: Callable[[bytes], bool], *, own: bytes,
-               expected: bytes | None = None) -> bytes:
-    """The peer's node address if it may connect; raises `PeerRefused` with the reason."""
+def check_peer(cert: PeerCertificate | None, allow: Allowlist | Callable[[bytes], bool], *, own: bytes,
+               expected: bytes | None = None, cas: OrgCAs | None = None) -> bytes:
+    """The peer's node address if it may connect; raises `PeerRefused` with the reason.
+
+    With `cas` (the consortium's CAs by organisation), an address the allowlist binds to
+    an organisation must present a certificate issued by that organisation's CA and
+    naming that organisation.
+    """
+    allowlist = as_allowlist(allow)
     if cert is None:
         raise PeerRefused("the peer presented no certificate")
     address = cert.address
@@ -127,9 +203,25 @@ def check_peer(cert: PeerCertificate | None, allow: Callable[[bytes], bool], *, 
         raise PeerRefused("the certificate binds our own address (connected to ourselves?)")
     if expected is not None and address != expected:
         raise PeerRefused(f"dialled 0x{expected.hex()} but the certificate binds 0x{address.hex()}")
-    if not allow(address):
-        raise PeerRefused(f"address 0x{address.hex()} is not on the allowlist")
+    reason = allowlist.refusal(address)
+    if reason is not None:
+        raise PeerRefused(reason)
+    check_organisation(cert, address, allowlist.org_of(address), cas)
     return address
+
+
+def check_organisation(cert: PeerCertificate, address: bytes, org: str | None, cas: OrgCAs | None) -> None:
+    """Raise `PeerRefused` unless `cert` comes from `org`'s CA and names `org` (None: unbound)."""
+    if org is None or cas is None:
+        return
+    issuer = cas.issuer_org(cert.der)
+    if issuer != org:
+        by = f"the CA of {issuer}" if issuer is not None else "no CA of the bundle"
+        raise PeerRefused(f"the certificate for 0x{address.hex()} was issued by {by}, but 0x{address.hex()} "
+                          f"belongs to organisation {org}")
+    if cert.organisation != org:
+        raise PeerRefused(f"the certificate for 0x{address.hex()} names organisation {cert.organisation}, "
+                          f"but 0x{address.hex()} belongs to organisation {org}")
 
 
 def describe_ssl_error(exc: BaseException) -> str:
@@ -152,6 +244,7 @@ def describe_ssl_error(exc: BaseException) -> str:
 
 
 __all__ = [
-    "PeerCertificate", "PeerRefused", "TlsIdentity", "check_peer", "client_context",
+    "Allowlist", "OrgCAs", "PeerCertificate", "PeerRefused", "SimpleAllowlist", "TlsIdentity", "as_allowlist",
+    "check_organisation", "check_peer", "client_context",
     "describe_ssl_error", "read_peer_certificate", "server_context",
 ]

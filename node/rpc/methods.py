@@ -544,8 +544,11 @@ def qbft_get_pending_votes(node: NodeService, params: list[Any]) -> dict[str, bo
 def qbft_propose_validator_vote(node: NodeService, params: list[Any]) -> bool:
     validator = parse_address(param(params, 0, "validatorAddress"), "validatorAddress")
     add = parse_bool(param(params, 1, "add"), "add")
+    org = param(params, 2, "org", required=False)  # the organisation of a validator to add
+    if org is not None and not isinstance(org, str):
+        raise InvalidParams(f"invalid argument org: expected an organisation name, got {org!r}")
     try:
-        node.propose_vote(validator, add)
+        node.propose_vote(validator, add, org)
     except NodeError as exc:
         raise RpcError(SERVER_ERROR, str(exc)) from exc
     return True

@@ -5,7 +5,12 @@ A header carries the Ethereum (Prague) fields in their usual order. `extraData` 
     RLP([vanity: 32 bytes, validators: [address…] sorted, vote: [] or [address, 0xff|0x00],
          round: integer, commit seals: [65-byte signature…]])
 
-as Besu's QBFT. Two hashes are derived from a header:
+as Besu's QBFT, with one extension: a vote to add a validator may carry a third item,
+the name of the organisation the new validator belongs to (`[address, 0xff, org]`, org a
+lowercase DNS label of at most 63 bytes). The organisation binds the validator's address
+to that organisation's CA on the p2p layer (`node.p2p.tls`); every node tallies it from
+the headers, so every honest node derives the same address → organisation map. Headers
+without it (Besu's two-item vote, every header written before) stay valid. Two hashes are derived from a header:
 
 - the block hash: keccak256(RLP(header)) with extraData re-encoded with seals = [] and
   round = 0, so every validator's view of one block has one hash whatever round it was
@@ -21,6 +26,7 @@ caches start empty). The caches take no part in equality, `repr` or the RLP enco
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 
@@ -55,6 +61,8 @@ PARENT_BEACON_BLOCK_ROOT = ZERO_HASH
 MAX_UINT64 = 2**64 - 1
 VOTE_ADD = 0xFF
 VOTE_REMOVE = 0x00
+# An organisation's name in a vote: a lowercase DNS label (as network/config.py's names).
+_ORG_NAME = re.compile(rb"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 HEADER_SEDES = List(
     [hash32, hash32, address20, hash32, hash32, hash32, Binary.fixed_length(256),
@@ -74,10 +82,20 @@ EXTRA_SEDES = List(
 
 @dataclass(frozen=True, slots=True)
 class Vote:
-    """A proposal carried by a header to add (True) or remove (False) a validator."""
+    """A proposal carried by a header to add (True) or remove (False) a validator.
+
+    `org`: for an addition, the organisation the validator belongs to (None: not named,
+    as in Besu's votes and every vote before organisations were bound); never on a removal.
+    """
 
     validator: bytes
     add: bool
+    org: str | None = None
+
+
+def is_valid_org_name(name: str) -> bool:
+    """Whether `name` may name an organisation in a vote (a lowercase DNS label)."""
+    return _ORG_NAME.fullmatch(name.encode("utf-8", "replace")) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +114,12 @@ def encode_extra(extra: QbftExtra) -> bytes:
     vote: list[bytes] = []
     if extra.vote is not None:
         vote = [extra.vote.validator, bytes([VOTE_ADD if extra.vote.add else VOTE_REMOVE])]
+        if extra.vote.org is not None:
+            if not extra.vote.add:
+                raise ValueError("a vote to remove a validator names no organisation")
+            if not is_valid_org_name(extra.vote.org):
+                raise ValueError(f"{extra.vote.org!r} is not a valid organisation name")
+            vote.append(extra.vote.org.encode("ascii"))
     return rlp.encode(
         [extra.vanity, sorted(extra.validators), vote, extra.round, list(extra.seals)], EXTRA_SEDES
     )
@@ -109,9 +133,20 @@ def decode_extra(data: bytes) -> QbftExtra:
         raise InvalidBlock(f"malformed QBFT extraData: {exc}") from exc
     vote = None
     if vote_items:
-        if len(vote_items) != 2 or len(vote_items[0]) != 20 or vote_items[1] not in (b"\xff", b"\x00"):
-            raise InvalidBlock("malformed QBFT extraData: vote must be [address, 0xff | 0x00]")
-        vote = Vote(vote_items[0], vote_items[1] == b"\xff")
+        if (len(vote_items) not in (2, 3) or len(vote_items[0]) != 20
+                or vote_items[1] not in (b"\xff", b"\x00")):
+            raise InvalidBlock("malformed QBFT extraData: vote must be [address, 0xff | 0x00] "
+                               "or [address, 0xff, organisation]")
+        org = None
+        if len(vote_items) == 3:
+            if vote_items[1] != b"\xff":
+                raise InvalidBlock("malformed QBFT extraData: a vote to remove a validator names "
+                                   "no organisation")
+            if _ORG_NAME.fullmatch(vote_items[2]) is None:
+                raise InvalidBlock("malformed QBFT extraData: the vote's organisation must be a "
+                                   "lowercase DNS label of at most 63 bytes")
+            org = vote_items[2].decode("ascii")
+        vote = Vote(vote_items[0], vote_items[1] == b"\xff", org)
     if list(validators) != sorted(validators) or len(set(validators)) != len(validators):
         raise InvalidBlock("malformed QBFT extraData: validators must be sorted and distinct")
     return QbftExtra(vanity, tuple(validators), vote, round_, tuple(seals))

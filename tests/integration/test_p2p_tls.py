@@ -27,7 +27,7 @@ from node.p2p.frames import (
     encode_get_blocks,
     encode_status,
 )
-from node.p2p.tls import client_context
+from node.p2p.tls import SimpleAllowlist, client_context
 
 CHAIN_ID = 2024
 GENESIS = b"\x11" * 32
@@ -173,10 +173,13 @@ def pair(net: Net) -> tuple[P2PService, P2PService]:
 
 # -- a raw TLS (or plain TCP) client, speaking frames by hand ------------------------------
 class RawPeer:
-    def __init__(self, net: Net, target: bytes, *, address: bytes = RAW, tls: bool = True) -> None:
-        sock = socket.create_connection(("127.0.0.1", net.ports[target]), timeout=5)
+    def __init__(self, net: Net, target: bytes, *, address: bytes = RAW, tls: bool = True,
+                 source: str = "127.0.0.1", identity: TlsIdentity | None = None) -> None:
+        # `source`: another loopback address (127.0.0.2, …) stands for another remote host.
+        sock = socket.create_connection(("127.0.0.1", net.ports[target]), timeout=5,
+                                        source_address=(source, 0))
         if tls:
-            ctx = client_context(net.identity(address))
+            ctx = client_context(identity or net.identity(address))
             sock = ctx.wrap_socket(sock, server_hostname=None)
         self.sock = sock
         self.address = address
@@ -571,3 +574,234 @@ def test_validators_decide_over_tls_and_a_restarted_empty_one_catches_up(net: Ne
     finally:
         for address in list(running):
             stop(address)
+
+
+# -- identity: the certificate's CA must be the organisation's the address is bound to ------
+def bound_allowlist() -> SimpleAllowlist:
+    """ALLOWED, each address bound to its organisation in ORGS."""
+    return SimpleAllowlist(ALLOWED.__contains__, orgs=ORGS)
+
+
+@pytest.mark.parametrize("forged", ["other-org-ca", "other-org-name"])
+def test_a_certificate_from_another_organisations_ca_for_a_bound_address_is_refused(
+        net: Net, caplog: pytest.LogCaptureFixture, forged: str) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    a = net.start(A, (B, C), allow=bound_allowlist())
+    c = net.start(C, (A,), allow=bound_allowlist())
+    wait_until(lambda: connected(a, C)() and connected(c, A)(), what="the honest pair")
+    # B is hospital-b's node. pharmacy's CA (a consortium CA: the TLS chain is fine) issues
+    # a certificate for B's address; or hospital-b's CA issues one naming pharmacy.
+    if forged == "other-org-ca":
+        identity = net.consortium.identity("pharmacy", "beta", B)
+        expected = "was issued by the CA of pharmacy, but 0x0202"
+    else:
+        identity = net.consortium.identity("pharmacy", "beta", B, ca=net.consortium.ca("hospital-b"))
+        expected = "names organisation pharmacy, but 0x0202"
+    raw = RawPeer(net, A, address=B, identity=identity)
+    frames = raw.frames_until_closed()
+    assert [k for k, _ in frames] == [Kind.DISCONNECT], frames
+    reason = frames[0][1].decode()
+    assert expected in reason and "belongs to organisation hospital-b" in reason, reason
+    wait_until(logged(caplog, "refused 127.0.0.1:", expected, "hospital-b"), what="the refusal to be logged")
+    assert not a.is_connected(B)
+    # The same certificate checks refuse it when we dial it, too.
+    forger = net.start(B, allow=bound_allowlist(), identity=identity)
+    dialler = net.start(RAW, (B,), allow=bound_allowlist())
+    wait_until(logged(caplog, "cannot connect to beta", "belongs to organisation hospital-b"), what="the dialler")
+    assert not dialler.is_connected(B) and not forger.is_connected(RAW)
+    c.send(A, Kind.CONSENSUS, b"still served")
+    wait_until(lambda: rec(a).consensus == [(C, b"still served")])
+
+
+def test_a_certificate_from_its_own_organisations_ca_is_accepted(net: Net) -> None:
+    a = net.start(A, (B,), allow=bound_allowlist())
+    b = net.start(B, (A,), allow=bound_allowlist())
+    wait_until(lambda: connected(a, B)() and connected(b, A)(), what="a and b to connect")
+
+
+def test_recheck_closes_the_connections_the_allowlist_no_longer_allows(
+        net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    allowed = set(ALLOWED)
+    a = net.start(A, (B, C), allow=allowed.__contains__)
+    b = net.start(B, (A,))
+    c = net.start(C, (A,))
+    wait_until(lambda: connected(a, B, C)() and connected(b, A)(), what="the mesh")
+    allowed.discard(C)
+    a.recheck_peers()
+    wait_until(lambda: not a.is_connected(C), what="c to be dropped")
+    wait_until(logged(caplog, "dropping peer gamma", "not on the allowlist"), what="the reason to be logged")
+    wait_until(logged(caplog, "peer alpha", "disconnected: address 0x0303", "not on the allowlist"),
+               what="c to get the reason")
+    assert a.is_connected(B)
+    b.send(A, Kind.CONSENSUS, b"still served")
+    wait_until(lambda: rec(a).consensus == [(B, b"still served")])
+    # And it stays out: its redials are refused (it dials us: we are lower).
+    time.sleep(0.3)
+    assert not a.is_connected(C) and not c.is_connected(A)
+
+
+# -- budgets ------------------------------------------------------------------------------
+def silent_tcp(net: Net, target: bytes, source: str) -> socket.socket:
+    """A TCP connection that never starts TLS: a handshake that stays pending."""
+    sock = socket.create_connection(("127.0.0.1", net.ports[target]), timeout=5, source_address=(source, 0))
+    net.sockets.append(sock)
+    return sock
+
+
+def closed_at_once(sock: socket.socket) -> bool:
+    """The node closed this connection without a word (refused before TLS)."""
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_pending_handshakes_per_remote_address_are_capped(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    a = net.start(A, (B,), max_pending_handshakes_per_ip=2)
+    b = net.start(B, (A,))
+    wait_until(lambda: connected(a, B)() and connected(b, A)(), what="a and b to connect")
+    held = [silent_tcp(net, A, "127.0.0.2") for _ in range(2)]
+    wait_until(lambda: a._pending_by_ip.get("127.0.0.2") == 2, what="two pending handshakes")
+    third = silent_tcp(net, A, "127.0.0.2")
+    assert closed_at_once(third)
+    assert logged(caplog, "refused 127.0.0.2:", "2 handshakes pending from 127.0.0.2",
+                  "max_pending_handshakes_per_ip = 2")()
+    # Another address is served meanwhile: a peer connects, and b's frames arrive.
+    raw = RawPeer(net, A, source="127.0.0.3")
+    raw.send_status()
+    assert raw.read_frame()[0] == Kind.STATUS
+    wait_until(connected(a, RAW))
+    b.send(A, Kind.CONSENSUS, b"still served")
+    wait_until(lambda: rec(a).consensus == [(B, b"still served")])
+    for sock in held:
+        sock.close()
+    wait_until(lambda: "127.0.0.2" not in a._pending_by_ip, what="the slots to be released")
+    again = RawPeer(net, A, address=C, source="127.0.0.2")
+    again.send_status()
+    assert again.read_frame()[0] == Kind.STATUS
+
+
+def test_pending_handshakes_in_total_are_capped(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    a = net.start(A, (B,), max_pending_handshakes=3)
+    b = net.start(B, (A,))
+    wait_until(lambda: connected(a, B)() and connected(b, A)(), what="a and b to connect")
+    held = [silent_tcp(net, A, f"127.0.0.{n}") for n in (2, 3, 4)]
+    wait_until(lambda: a._pending_total == 3, what="three pending handshakes")
+    fourth = silent_tcp(net, A, "127.0.0.5")
+    assert closed_at_once(fourth)
+    assert logged(caplog, "refused 127.0.0.5:", "3 handshakes pending (max_pending_handshakes = 3)")()
+    b.send(A, Kind.CONSENSUS, b"still served")
+    wait_until(lambda: rec(a).consensus == [(B, b"still served")])
+    # The handshake timeout frees the slots of silent connections.
+    for sock in held:
+        assert closed_at_once(sock)
+    wait_until(lambda: a._pending_total == 0, what="the slots to be released")
+    raw = RawPeer(net, A, source="127.0.0.5")
+    raw.send_status()
+    assert raw.read_frame()[0] == Kind.STATUS
+
+
+def test_connections_per_remote_address_are_capped(net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    a = net.start(A, (B,), max_connections_per_ip=2)
+    b = net.start(B, (A,))
+    wait_until(lambda: connected(a, B)() and connected(b, A)(), what="a and b to connect")
+    for address in (RAW, C):  # two established connections from one host
+        peer = RawPeer(net, A, address=address, source="127.0.0.2")
+        peer.send_status()
+        assert peer.read_frame()[0] == Kind.STATUS
+    wait_until(connected(a, RAW, C))
+    third = silent_tcp(net, A, "127.0.0.2")
+    assert closed_at_once(third)
+    assert logged(caplog, "refused 127.0.0.2:", "2 connections from 127.0.0.2 (max_connections_per_ip = 2)")()
+    assert a.is_connected(RAW) and a.is_connected(C)
+    b.send(A, Kind.CONSENSUS, b"still served")
+    wait_until(lambda: rec(a).consensus == [(B, b"still served")])
+
+
+def test_a_peer_over_its_message_rate_has_the_excess_dropped_then_is_disconnected(
+        net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    a = net.start(A, (B,), peer_message_rate=20.0, peer_message_burst=20, dropped_message_penalty=1.0,
+                  peer_score_limit=50.0)
+    b = net.start(B, (A,))
+    wait_until(lambda: connected(a, B)() and connected(b, A)(), what="a and b to connect")
+    raw = RawPeer(net, A)
+    raw.send_status()
+    assert raw.read_frame()[0] == Kind.STATUS
+    wait_until(connected(a, RAW))
+    flood = 3000
+    try:
+        raw.sock.sendall(b"".join(encode_frame(Kind.TX, b"\x02flood-%d" % n) for n in range(flood)))
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # it may disconnect us before we are done
+    frames = raw.frames_until_closed()
+    reasons = [payload.decode() for kind, payload in frames if kind == Kind.DISCONNECT]
+    assert reasons and "misbehaviour score reached 50: more than 20 messages a second" in reasons[-1], frames
+    received = [data for peer, data in rec(a).txs if peer == RAW]
+    assert 20 <= len(received) < flood  # the burst got through, the excess did not
+    assert logged(caplog, "sends more than 20 messages a second")()
+    wait_until(lambda: not a.is_connected(RAW))
+    # b is under the same budget and keeps being served.
+    for n in range(10):
+        b.send(A, Kind.TX, b"\x02honest-%d" % n)
+    wait_until(lambda: [d for p, d in rec(a).txs if p == B] == [b"\x02honest-%d" % n for n in range(10)])
+    assert a.is_connected(B)
+
+
+def test_an_honest_burst_within_the_default_budget_is_delivered_whole(net: Net) -> None:
+    a, b = pair(net)
+    for n in range(2000):
+        b.send(A, Kind.TX, b"\x02tx-%d" % n)
+    wait_until(lambda: len(rec(a).txs) == 2000, timeout=30, what="every frame")
+    assert a.is_connected(B)
+
+
+def test_a_peer_sending_bad_messages_is_scored_and_disconnected_honest_ones_stay(
+        net: Net, caplog: pytest.LogCaptureFixture) -> None:
+    from node.consensus.messages import decode_message
+    from node.errors import NodeError
+
+    caplog.set_level(logging.INFO, logger=LOG)
+    received: list[tuple[bytes, bytes]] = []
+    services: list[P2PService] = []
+
+    def on_consensus(peer: bytes, data: bytes) -> None:
+        # What the consensus runtime does with a message it cannot decode (on_bad_message).
+        try:
+            decode_message(data)
+        except NodeError as exc:
+            services[0].bad_message(peer, f"undecodable consensus message: {exc}")
+            return
+        received.append((peer, data))
+
+    recorder = Recorder()
+    recorder.on_consensus = on_consensus  # type: ignore[method-assign]
+    # No decay within the test (the default forgives one point a second), for exact counts.
+    a = net.start(A, (B,), recorder=recorder, peer_score_decay=0.0)
+    services.append(a)
+    b = net.start(B, (A,))
+    wait_until(lambda: connected(a, B)() and connected(b, A)(), what="a and b to connect")
+    raw = RawPeer(net, A)
+    raw.send_status()
+    assert raw.read_frame()[0] == Kind.STATUS
+    wait_until(connected(a, RAW))
+    nested = b"\xc3\xc2\xc1\xc0"  # RLP lists, no message code
+    for _ in range(9):  # nine bad messages: 90 points, below the limit of 100
+        raw.sock.sendall(encode_frame(Kind.CONSENSUS, nested))
+    wait_until(logged(caplog, "bad message from raw", "(9 so far)"), what="nine reports")
+    assert a.is_connected(RAW)
+    raw.sock.sendall(encode_frame(Kind.CONSENSUS, b"\xff" * 10))  # the tenth
+    frames = raw.frames_until_closed()
+    reasons = [payload.decode() for kind, payload in frames if kind == Kind.DISCONNECT]
+    assert reasons and reasons[-1].startswith("misbehaviour score reached 100: 10 bad messages, the last: "
+                                              "undecodable consensus message"), reasons
+    wait_until(lambda: not a.is_connected(RAW))
+    assert a.is_connected(B)
+    b.send(A, Kind.CONSENSUS, b"\xc0")  # b's messages are still read (and judged on their own)
+    wait_until(logged(caplog, "bad message from beta", "(1 so far)"))
+    assert a.is_connected(B)

@@ -7,6 +7,8 @@ A client of our own speaks to hospital-a's p2p port (TLS 1.3, `node/p2p/frames.p
   STATUS, and the node logs why;
 - a certificate from a consortium CA binding an address not on the allowlist gets a
   DISCONNECT with the reason;
+- a certificate from another organisation's (consortium) CA binding a validator's
+  address is refused at the handshake, the reason naming both organisations;
 - garbage and an oversized frame header, on plain TCP and over TLS with an allowed
   identity (the observer `prober`, listed in every node.toml by `network init`, stopped
   so that its identity is free), are refused, and the node keeps finalising blocks and
@@ -204,6 +206,24 @@ def test_consortium_certificate_outside_allowlist_gets_disconnect_with_reason(ne
     assert outcome.ended in ("eof", "reset") or outcome.ended.startswith("TLS error")
     line = _log_line(net, "refused", f":{outcome.local_port}", "not on the allowlist")
     assert "O=pharmacy-a" in line and "CN=stranger" in line
+
+
+def test_certificate_from_another_orgs_ca_for_a_validator_address_is_refused_naming_both(
+        net: Net, tmp_path: Path) -> None:
+    # pharmacy-a's CA is a consortium CA (the TLS chain verifies), but hospital-b's
+    # validator address is bound to hospital-b (genesis.json validator_orgs).
+    ca_cert, ca_key = org_ca_paths(net.dir, "pharmacy-a")
+    org_ca = pki.Issued(ca_key.read_bytes(), ca_cert.read_bytes())
+    victim = net.node("hospital-b").address
+    cert, key = _write_identity(tmp_path / "impostor", pki.issue_node_cert(
+        org_ca, org="pharmacy-a", node_name="hospital-b", address=victim))
+    outcome = _tls_session(net, cert, key)
+    assert Kind.STATUS not in outcome.kinds, outcome
+    reason = outcome.disconnect_reason()
+    assert reason is not None, outcome
+    assert "issued by the CA of pharmacy-a" in reason and "belongs to organisation hospital-b" in reason, reason
+    line = _log_line(net, "refused", f":{outcome.local_port}", "the CA of pharmacy-a", "hospital-b")
+    assert "WARNING" in line and "O=pharmacy-a" in line
 
 
 @pytest.mark.parametrize("data", [

@@ -1,8 +1,11 @@
 """Validator set changes by vote on a running consortium, walked by the light client.
 
 `network add-node` issues a fifth node of hospital-a; it starts, is voted in by the four
-validators (`qbft_proposeValidatorVote`), syncs and seals. Then three of the five vote the
-regulator out. Blocks keep coming throughout, and the light client accepts every header
+validators (`qbft_proposeValidatorVote`, naming its organisation: a vote that names none
+is refused in a network that binds validators to organisations), syncs and seals. Then
+three of the five vote the regulator out: within one block of the vote taking effect
+every validator has closed its connection to the regulator's node, and refuses it
+afterwards. Blocks keep coming throughout, and the light client accepts every header
 from genesis to the head across both changes.
 """
 
@@ -57,6 +60,21 @@ class HeadWatch:
         return max(b - a for a, b in zip(times, times[1:], strict=False))
 
 
+def _peer_names(net: Net, name: str) -> set[str]:
+    return {p["name"] for p in (net.health(name) or {}).get("peers", [])}
+
+
+def _log_line(net: Net, name: str, *parts: str, timeout: float = 20.0) -> str:
+    """Wait for a line of `name`'s node.log containing every one of `parts`."""
+    def find() -> str | None:
+        for line in net.log_text(name).splitlines():
+            if all(p in line for p in parts):
+                return line
+        return None
+
+    return wait_until(find, timeout, f"a line with {parts} in {net.log_path(name)}")
+
+
 def _first_block_with(net: Net, viewer: str, size: int, after: int = 0) -> int:
     head = net.head(viewer)
     for number in range(after, head + 1):
@@ -80,9 +98,11 @@ def test_fifth_validator_voted_in_then_one_voted_out_blocks_continue_light_clien
         assert new_address not in net.validators(watcher)
 
         # -- voted in by the four ---------------------------------------------------------------
+        refused = net.rpc(originals[0], "qbft_proposeValidatorVote", [new_address, True])
+        assert "name the new validator's organisation" in refused["error"]["message"], refused
         voted = time.monotonic()
         for name in originals:
-            assert net.call(name, "qbft_proposeValidatorVote", [new_address, True]) is True
+            assert net.call(name, "qbft_proposeValidatorVote", [new_address, True, "hospital-a"]) is True
             assert net.call(name, "qbft_getPendingVotes") == {new_address: True}
         wait_until(lambda: len(net.validators(watcher)) == 5, 60.0, "five validators on " + watcher)
         record("validator change: votes sent -> 5 validators", f"{time.monotonic() - voted:.2f} s")
@@ -117,6 +137,15 @@ def test_fifth_validator_voted_in_then_one_voted_out_blocks_continue_light_clien
         remaining = {net.address(n) for n in originals if n != REMOVED} | {new_address}
         assert set(net.validators(watcher)) == remaining
         removed_at = _first_block_with(net, watcher, 4, after=added_at)
+        # Within one block of the vote taking effect (block removed_at is the first the
+        # regulator does not seal), every validator has closed its connection to it.
+        others = [n for n in net.names if n != REMOVED]
+        for name in others:
+            line = _log_line(net, name, "dropping peer", REMOVED, "is no longer a validator")
+            assert f"after block {removed_at - 1}" in _log_line(net, name, removed_address[2:].lower(),
+                                                                "is no longer a validator after block"), line
+            wait_until(lambda name=name: REMOVED not in _peer_names(net, name), 10.0,
+                       f"{name} to show no connection to {REMOVED}")
 
         # -- blocks keep coming on the new set: a transaction to each validator is final --------
         validators_now = [n for n in net.names if n != REMOVED]
@@ -125,6 +154,10 @@ def test_fifth_validator_voted_in_then_one_voted_out_blocks_continue_light_clien
         assert last > removed_at
         for number in range(removed_at, last + 1):
             assert removed_address not in net.seal_signers(watcher, number)
+        # The regulator's node still runs and redials; it is refused, and stays apart.
+        assert net.is_running(REMOVED)
+        _log_line(net, watcher, "refused", REMOVED, "is no longer a validator")
+        assert all(REMOVED not in _peer_names(net, name) for name in others)
 
     gap = watch.longest_gap()
     record("validator changes: longest wait for a new block on " + watcher, f"{gap:.2f} s")

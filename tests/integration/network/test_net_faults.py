@@ -58,3 +58,24 @@ def test_fault_manifest_keeps_the_invariants(name: str, tmp_path: Path) -> None:
     print(f"{name}: {summary}")
     record(f"{name}: load", str(summary.get("load")))
     assert summary["heals"], f"{name}: no heal was checked"
+
+
+def test_soak_schedules_are_manifests_the_runner_accepts() -> None:
+    """The soak's random schedules parse as manifests (also written out as TOML) and,
+    over 100 seeds, use every perturbation and every Byzantine mode."""
+    import tomllib
+
+    from netmanifest import parse_manifest
+    from soak import schedule, to_toml
+
+    covered: set[str] = set()
+    for seed in range(100):
+        raw = schedule(seed, 5)
+        manifest = parse_manifest(f"soak-{seed}", tomllib.loads(to_toml(raw)))
+        assert manifest.heal is not None and manifest.load is not None
+        assert len(manifest.byzantine) <= 1, "more than f = 1 Byzantine validator of 4"
+        for step in manifest.steps:
+            covered.add(step.get("perturb", ""))
+            covered.update(step.get("modes", ()))
+    missing = (PERTURBATIONS | set(BYZANTINE_MODES)) - covered
+    assert not missing, f"the soak never draws {sorted(missing)}"

@@ -142,7 +142,9 @@ class Manifest:
         return [n for n, c in self.nodes.items() if c.get("byzantine")]
 
     def controls(self) -> dict[str, dict[str, Any]]:
-        return {n: {"skew": float(self.nodes[n].get("clock_skew", 0.0)), "modes": []} for n in self.wrapped}
+        seed = int((self.load or {}).get("seed", 0))
+        return {n: {"skew": float(self.nodes[n].get("clock_skew", 0.0)), "modes": [], "seed": seed}
+                for n in self.wrapped}
 
 
 @dataclass

@@ -15,15 +15,17 @@ The test steers it through CONTROL.json (re-read when it changes, every 0.2 s):
 
     {"skew": 8.0,                 # seconds added to time.time (negative: behind)
      "modes": ["equivocate", …],  # active Byzantine modes (empty: honest)
-     "flood_rate": 300}           # frames per second in "flood" mode
+     "flood_rate": 300,           # frames per second in "flood" mode
+     "seed": 0}                   # where the invalid-block mode starts in its list of fields
 
 Modes:
 - `equivocate`: as proposer, a different valid block to each half of the peers (the
   honest block to one half, an empty block, or the same one a second later, to the other),
   both proposals properly signed.
-- `invalid-block`: as proposer, a block with one wrong header field (state root, gas
-  limit, difficulty, mix hash, nonce, base fee, ommers hash or receipts root, chosen at
-  random), properly signed for its digest.
+- `invalid-block`: as proposer, a block with one wrong header field, properly signed for
+  its digest, the same to every peer; each proposal changes the next field of: difficulty,
+  mix hash, nonce, base fee, ommers hash, state root, gas limit, receipts root (starting
+  at `seed`).
 - `bad-seals`: our COMMITs carry a commit seal made by another key, over another digest,
   or 65 garbage bytes (in turn); the COMMIT itself is signed by us.
 - `replay`: every 0.1 s, up to 10 consensus messages seen earlier (ours and the others',
@@ -58,6 +60,7 @@ class Control:
         self.skew = 0.0
         self.modes: frozenset[str] = frozenset()
         self.flood_rate = 300
+        self.seed = 0
         self._mtime = -1.0
         self.reload()
 
@@ -75,6 +78,7 @@ class Control:
         self.skew = float(data.get("skew", 0.0))
         self.modes = frozenset(data.get("modes", ()))
         self.flood_rate = int(data.get("flood_rate", 300))
+        self.seed = int(data.get("seed", 0))
 
     def watch(self) -> None:
         while True:
@@ -103,6 +107,7 @@ class Byzantine:
         self.seen: deque[bytes] = deque(maxlen=2000)
         self.rng = random.Random()
         self.counts: dict[str, int] = {}
+        self.invalid_sent = 0
         self._lock = threading.Lock()
 
     def count(self, what: str, n: int = 1) -> None:
@@ -162,11 +167,13 @@ class Byzantine:
         header = block.header
         junk = self.rng.randbytes(32)
         changes: list[dict[str, Any]] = [
-            {"state_root": junk}, {"gas_limit": header.gas_limit + 1}, {"difficulty": 2},
-            {"mix_hash": junk}, {"nonce": b"\x01" * 8}, {"base_fee_per_gas": 7},
-            {"ommers_hash": junk}, {"receipts_root": junk},
+            {"difficulty": 2}, {"mix_hash": junk}, {"nonce": b"\x01" * 8}, {"base_fee_per_gas": 7},
+            {"ommers_hash": junk}, {"state_root": junk}, {"gas_limit": header.gas_limit + 1},
+            {"receipts_root": junk},
         ]
-        return Block(replace(header, **self.rng.choice(changes)), block.transactions)
+        change = changes[(CONTROL.seed + self.invalid_sent) % len(changes)]
+        self.invalid_sent += 1
+        return Block(replace(header, **change), block.transactions)
 
     def _bad_commit(self, msg: Any) -> bytes:
         from node.consensus.messages import COMMIT, CommitMsg, encode_message, sign_payload

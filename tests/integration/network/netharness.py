@@ -9,6 +9,11 @@ output appended to `nodes/<name>/node.log`) and always cleans up: `Net.shutdown(
 `down`, stops the nodes it restarted, and SIGKILLs any process of the network still
 alive.
 
+`launch_fault_network(dir, …)` (the fault runner's networks, netmanifest.py) starts the
+nodes itself instead of `up`: every peer link goes through a loopback proxy
+(netproxy.py) the test can cut, and the nodes a manifest steers run through nodewrap.py
+(clock skew, Byzantine modes), each with a control file `set_control` writes.
+
 Every wait polls (`wait_until`), never sleeps blindly. Figures worth keeping (for the
 benchmark) go to `record(...)`; conftest prints them at the end of the run.
 

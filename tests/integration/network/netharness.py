@@ -9,6 +9,11 @@ output appended to `nodes/<name>/node.log`) and always cleans up: `Net.shutdown(
 `down`, stops the nodes it restarted, and SIGKILLs any process of the network still
 alive.
 
+`launch_fault_network(dir, …)` (the fault runner's networks, netmanifest.py) starts the
+nodes itself instead of `up`: every peer link goes through a loopback proxy
+(netproxy.py) the test can cut, and the nodes a manifest steers run through nodewrap.py
+(clock skew, Byzantine modes), each with a control file `set_control` writes.
+
 Every wait polls (`wait_until`), never sleeps blindly. Figures worth keeping (for the
 benchmark) go to `record(...)`; conftest prints them at the end of the run.
 
@@ -144,6 +149,12 @@ class Net:
     client: httpx.Client = field(default_factory=lambda: httpx.Client(trust_env=False, timeout=10.0))
     _ids: int = 0
     last_sent: dict[str, str] = field(default_factory=dict)  # tx hash -> node it was sent to
+    # Fault runs (launch_fault_network): the command line that starts each node (default
+    # `rxledger`; the nodewrap.py wrapper for a node a test steers), its control file, and
+    # the per-link TCP proxy between the peers.
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    controls: dict[str, Path] = field(default_factory=dict)
+    proxy: Any = None
 
     # -- nodes ---------------------------------------------------------------------------
     def reload(self) -> None:
@@ -233,7 +244,8 @@ class Net:
         assert not self.is_running(name), f"{name} is already running"
         node = self.node(name)
         rxledger = Path(sys.executable).parent / "rxledger"
-        command = ([str(rxledger)] if rxledger.exists() else [sys.executable, "-m", "node.cli"])
+        command = self.commands.get(name) or (
+            [str(rxledger)] if rxledger.exists() else [sys.executable, "-m", "node.cli"])
         log = self.log_path(name)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as f:
@@ -320,11 +332,11 @@ class Net:
         return str(tx_hash)
 
     def confirm_transactions(self, via: Sequence[str], on: Sequence[str],
-                             timeout: float = FINAL_TIMEOUT) -> dict[str, dict[str, Any]]:
-        """Send one transaction to each node of `via` (each from its own dev account) and
-        wait until every one is final on every node of `on`, with the same receipt and the
-        same block hash everywhere. Returns tx hash -> receipt."""
-        senders = [DEPLOYER, *range(0, DEPLOYER)]
+                             timeout: float = FINAL_TIMEOUT,
+                             senders: Sequence[int] = (DEPLOYER, *range(0, DEPLOYER))) -> dict[str, dict[str, Any]]:
+        """Send one transaction to each node of `via` (from the dev accounts `senders` in
+        turn) and wait until every one is final on every node of `on`, with the same receipt
+        and the same block hash everywhere. Returns tx hash -> receipt."""
         sent = {self.send_tx(name, senders[i % len(senders)]): name for i, name in enumerate(via)}
         self.last_sent = dict(sent)
         out: dict[str, dict[str, Any]] = {}
@@ -436,6 +448,8 @@ class Net:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
                         pass
+        if self.proxy is not None:
+            self.proxy.close()
         self.client.close()
 
 
@@ -467,6 +481,69 @@ def launch_network(out_dir: Path, *, consensus: ConsensusSettings = FAST_CONSENS
             net.seen_pids[rec.pid] = rec.config
         return net
     raise AssertionError(f"could not bring a network up on a free port: {last}")
+
+
+NODEWRAP = Path(__file__).resolve().parent / "nodewrap.py"
+
+
+def launch_fault_network(out_dir: Path, *, consensus: ConsensusSettings = FAST_CONSENSUS,
+                         orgs: str = DEFAULT_ORGS, wrapped: Sequence[str] = (),
+                         controls: dict[str, dict[str, Any]] | None = None, attempts: int = 3) -> Net:
+    """Init a consortium whose peers reach each other through a `LinkProxy` (one loopback
+    port per directed link, so links can be cut), and start every node as our subprocess:
+    `rxledger node start --config`, or through nodewrap.py for the nodes in `wrapped`
+    (steered by a control file in the node's directory, initially `controls[name]`).
+    Waits until a first block is final on every node (its time goes to `up_seconds`)."""
+    import json
+
+    from netproxy import LinkProxy
+
+    node_count = len(orgs.split(","))
+    last: Exception | None = None
+    for _ in range(attempts):
+        base = pick_base_port(node_count)
+        init_network(out_dir, orgs_spec=orgs, base_port=base, consensus=consensus, force=True, deploy=False)
+        net = Net(out_dir, consensus, 0.0, load_network(out_dir))
+        net.proxy = proxy = LinkProxy()
+        proxy.install(net.info)
+        for name in wrapped:
+            control = node_paths(out_dir, name).log.parent / "control.json"
+            control.write_text(json.dumps((controls or {}).get(name, {})))
+            net.controls[name] = control
+            net.commands[name] = [sys.executable, str(NODEWRAP), "--control", str(control), "--"]
+        started = time.monotonic()
+        try:
+            for name in net.names:
+                net.start(name, wait=False)
+            for name in net.names:
+                net.wait_serving(name)
+        except AssertionError as exc:
+            net.shutdown()
+            last = exc
+            if "in use" in "".join(net.log_text(n) for n in net.names):
+                continue
+            raise
+        first = max(net.heads(net.names).values()) + 1
+        try:
+            net.wait_head(net.names, first, READY_TIMEOUT)
+        except AssertionError:
+            net.shutdown()
+            raise
+        net.up_seconds = time.monotonic() - started
+        return net
+    raise AssertionError(f"could not start a network on a free port: {last}")
+
+
+def set_control(net: Net, name: str, **values: Any) -> None:
+    """Change what the wrapped node `name` does (nodewrap.py re-reads the file)."""
+    import json
+
+    control = net.controls[name]
+    data = json.loads(control.read_text())
+    data.update(values)
+    tmp = control.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, control)
 
 
 def extra_validators(header: Header) -> list[str]:

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = {"seed": seed, "ok": False, "error": f"start: {exc}"}
             results.append(result)
             status = "ok  " if result["ok"] else "FAIL"
-            detail = result.get("summary", {}).get("load", "") if result["ok"] else result["error"].splitlines()[0]
+            detail = (result.get("summary", {}).get("load", "") if result["ok"]
+                      else " | ".join(result["error"].splitlines()[:2]))
             print(f"seed {seed:4d} {status} {result.get('seconds', 0):6.1f} s  "
                   f"{'+'.join(str(f) for f in result.get('faults', []))}: {detail}", flush=True)
     failed = [r for r in results if not r["ok"]]

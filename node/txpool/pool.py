@@ -23,9 +23,9 @@ replacing a waiting nonce, then room: an executable transaction needs pending sl
 (`global_slots`, with `account_slots` guaranteed to every account by evicting the tail of
 the largest account), a gapped one room in its account's queue (`account_queue`; a lower
 nonce evicts the account's highest queued one, as geth keeps the lowest) and in the global
-queue (`global_queue`). The transaction arrives already decoded with its sender recovered
-(`SignedTransaction`); block building reuses that object, so each sender is recovered once
-per node.
+queue (`global_queue`), and both parts together within `global_slots + global_queue`.
+The transaction arrives already decoded with its sender recovered (`SignedTransaction`);
+block building reuses that object, so each sender is recovered once per node.
 
 Order (`pending`): per account by nonce; accounts take turns in the order their first
 waiting transaction arrived.

@@ -23,9 +23,9 @@ replacing a waiting nonce, then room: an executable transaction needs pending sl
 (`global_slots`, with `account_slots` guaranteed to every account by evicting the tail of
 the largest account), a gapped one room in its account's queue (`account_queue`; a lower
 nonce evicts the account's highest queued one, as geth keeps the lowest) and in the global
-queue (`global_queue`). The transaction arrives already decoded with its sender recovered
-(`SignedTransaction`); block building reuses that object, so each sender is recovered once
-per node.
+queue (`global_queue`), and both parts together within `global_slots + global_queue`.
+The transaction arrives already decoded with its sender recovered (`SignedTransaction`);
+block building reuses that object, so each sender is recovered once per node.
 
 Order (`pending`): per account by nonce; accounts take turns in the order their first
 waiting transaction arrived.
@@ -75,7 +75,6 @@ class PoolLimits:
       pending (above `account_slots`) are evicted to make room, so a busy account cannot
       lock the others out (geth truncatePending keeps the same guarantee). 5120 slots hold
       several 30 M-gas blocks of transactions, and a client's burst of a few thousand.
-      Promotion of queued transactions may take pending past it by at most `global_queue`.
     - `account_queue`: gapped transactions per account. Larger than geth's 64: here every
       sender is an enrolled, accountable member, and gaps come from clients that spread
       an account's nonces round-robin over the nodes faster than gossip runs (a burst of
@@ -89,8 +88,12 @@ class PoolLimits:
       between it and the head (geth has no such bound and lets it take a queue slot; Besu
       refuses a nonce `max-future-by-sender` ahead).
 
-    Memory held is at most (global_slots + global_queue) × 32 KiB = 288 MiB, and about
-    9,216 × the typical transaction size (1 MiB of anchors).
+    - Pending and queued together never pass `global_slots + global_queue` slots (geth
+      refuses, or evicts by price, past the same sum): promotion and demotion move
+      transactions between the parts, so either part alone may run over its own limit.
+
+    Memory held is therefore at most (5120 + 4096) × 32 KiB = 288 MiB of transactions; with
+    typical transactions (an anchor call is about 200 bytes, one slot) about 2 MiB.
     """
 
     global_slots: int = 5120
@@ -254,6 +257,7 @@ class TxPool:
                 f"{account.pending_count} (each account is guaranteed {self.limits.account_slots}); "
                 "try again after the next block"
             )
+        self._check_total(sum(slots_of(v) for v in victims), need)
         for victim in victims:
             owner = self._accounts[victim.sender]
             self._unlink(owner, victim)
@@ -285,12 +289,24 @@ class TxPool:
                 f"txpool is full: {self._queued_slots} of {self.limits.global_queue} slots of gapped "
                 f"transactions are taken; send the missing nonce {account.end} of {sender_hex} first"
             )
+        self._check_total(freed, need)
         if victim is not None:
             self._unlink(account, victim)
             log.info("evicted queued transaction 0x%s (nonce %d of 0x%s) for the lower nonce %d",
                      victim.hash.hex(), victim.nonce, victim.sender.hex(), stx.nonce)
         account.txs[stx.nonce] = stx
         self._queued_slots += need
+
+    def _check_total(self, freed: int, need: int) -> None:
+        """Pending and queued together stay within global_slots + global_queue (promotion and
+        demotion move transactions between the parts, so either part alone may overshoot)."""
+        total = self._pending_slots + self._queued_slots
+        limit = self.limits.global_slots + self.limits.global_queue
+        if total - freed + need > limit:
+            raise TxPoolRefused(
+                f"txpool is full: {total} of {limit} slots are taken in all (executable and gapped); "
+                "try again after the next block"
+            )
 
     def _pending_victims(self, sender: bytes, account: _Account, need: int) -> list[SignedTransaction] | None:
         """The pending tails to evict so that `need` slots are free ([] if they are), or

@@ -390,6 +390,8 @@ class ReferencePool:
                 if owner is None or len(runs[owner]) <= self.as_:
                     return "full-pending"
                 victims.append(runs[owner].pop())
+            if self.pending_total() + self.queued_total() - len(victims) + 1 > self.gs + self.gq:
+                return "full-total"
             for victim in victims:
                 del self.waiting[victim.sender][victim.nonce]
         else:
@@ -401,6 +403,8 @@ class ReferencePool:
                 highest = queued[-1]
             if self.queued_total() - (highest is not None) + 1 > self.gq:
                 return "full-queue"
+            if self.pending_total() + self.queued_total() - (highest is not None) + 1 > self.gs + self.gq:
+                return "full-total"
             if highest is not None:
                 del self.waiting[s][highest]
         self.waiting.setdefault(s, {})[n] = stx
@@ -432,7 +436,8 @@ def refusal_key(message: str) -> str:
         if message.startswith(start):
             return key
     if message.startswith("txpool is full:"):
-        return "full-pending" if "executable" in message else "full-queue"
+        return ("full-total" if "in all" in message else "full-pending" if "executable transactions are" in message
+                else "full-queue")
     raise AssertionError(f"unexpected refusal: {message}")
 
 
@@ -523,3 +528,17 @@ def test_a_demotion_that_overfills_the_account_queue_drops_its_highest_nonces(no
     pool.remove([cached_tx(9, 0)])  # refused by execution: 1-3 are gapped now, one too many
     assert (pool.pending_count, pool.queued_count) == (0, 2)
     assert cached_tx(9, 3).hash not in pool and cached_tx(9, 2).hash in pool and pool.next_nonce(A9) == 0
+
+
+def test_pending_and_queued_together_stay_within_the_sum_of_their_limits(nonces: dict[bytes, int]) -> None:
+    pool = make_pool(nonces, global_slots=4, global_queue=2, account_queue=4)
+    for n in range(4):
+        pool.add(cached_tx(9, n))
+    pool.remove([cached_tx(9, 0)])  # refused by execution: 1-3 demoted, the queue runs over (3 of 2)
+    assert (pool.pending_count, pool.queued_count) == (0, 3)
+    for n in range(3):
+        pool.add(cached_tx(1, n))
+    with pytest.raises(TxPoolRefused, match=r"txpool is full: 6 of 6 slots are taken in all \(executable and "
+                                            r"gapped\); try again after the next block"):
+        pool.add(cached_tx(1, 3))  # pending has room (3 of 4), the pool as a whole has not
+    assert len(pool) == 6

@@ -169,7 +169,7 @@ class ConsortiumAllowlist:
             return f"address 0x{address.hex()} is not on the allowlist"
         role = peer.role or ("validator" if address in self.genesis.validators else "observer")
         if role == "validator" and address in self._ever_validators:
-            return f"{who} is no longer a validator: it was removed by vote (at block {snap.head} or before)"
+            return f"{who} is no longer a validator: it was removed by vote"
         return None  # an observer, or a validator not yet voted in (it may sync meanwhile)
 
     def org_of(self, address: bytes) -> str | None:

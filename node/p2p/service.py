@@ -232,6 +232,7 @@ class P2PService:
         self._started = threading.Event()
         self._stopping = False
         self._dial_errors: dict[bytes, str] = {}
+        self._refusals: dict[bytes | str, str] = {}  # the last refusal's reason per identity or host
         # Accepted connections: unfinished handshakes (in total, per IP) and connections per IP.
         self._pending_total = 0
         self._pending_by_ip: dict[str, int] = {}
@@ -663,7 +664,14 @@ class P2PService:
         if dialled is not None:
             self._dial_failed(dialled, reason)
         else:
-            log.warning("refused %s: %s", conn.where, reason)
+            # Once per identity (or host) and reason at WARNING, repeats at DEBUG: a node
+            # voted out redials every few seconds, forever.
+            key = conn.cert.address if conn.cert is not None and conn.cert.address else conn.host
+            level = logging.DEBUG if self._refusals.get(key) == reason else logging.WARNING
+            if len(self._refusals) >= 4096:
+                self._refusals.clear()  # bounded, whoever connects
+            self._refusals[key] = reason
+            log.log(level, "refused %s: %s", conn.where, reason)
         self._close(conn, reason if send else None)
 
     async def _establish(self, conn: _Connection, dialled: PeerInfo | None) -> None:

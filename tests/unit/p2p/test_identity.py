@@ -215,3 +215,38 @@ def test_the_light_client_walks_a_sealed_chain_whose_addition_names_an_organisat
     assert trusted.height == 5
     allowlist = ConsortiumAllowlist(chain, [])
     assert allowlist.refusal(joiner) is None and allowlist.org_of(joiner) == "pharmacy-a"
+
+
+# -- qbft_proposeValidatorVote's organisation ------------------------------------------------
+def test_a_vote_to_add_names_a_known_organisation_where_genesis_binds_validators() -> None:
+    from node.config import NodeConfig
+    from node.errors import NodeError
+    from node.service import NodeService
+
+    genesis = make_genesis(2024, [A, B, C, D], timestamp=0, orgs=DEV_ORGS,
+                           validator_orgs=dict(zip([A, B, C, D], [o for o, _ in DEV_ORGS], strict=True)))
+    node = NodeService(NodeConfig(data_dir=None), genesis)
+    with pytest.raises(NodeError, match="name the new validator's organisation"):
+        node.propose_vote(E, True)
+    with pytest.raises(NodeError, match="no organisation 'hospital-z' in this network"):
+        node.propose_vote(E, True, "hospital-z")
+    with pytest.raises(NodeError, match="is not an organisation name"):
+        node.propose_vote(E, True, "Hospital A")
+    with pytest.raises(NodeError, match="a vote to remove a validator names no organisation"):
+        node.propose_vote(D, False, "regulator")
+    node.propose_vote(E, True, "pharmacy-a")
+    node.propose_vote(D, False)
+    votes = [node.take_vote()]
+    assert votes[0] in (Vote(E, True, "pharmacy-a"), Vote(D, False))
+    assert node.pending_votes == {E: True, D: False}
+    node.close()
+
+
+def test_without_bindings_the_organisation_stays_optional() -> None:
+    from node.config import NodeConfig
+    from node.service import NodeService
+
+    node = NodeService(NodeConfig(data_dir=None), make_genesis(2024, [A, B], timestamp=0, orgs=DEV_ORGS))
+    node.propose_vote(E, True)
+    assert node.take_vote() == Vote(E, True, None)
+    node.close()

@@ -34,7 +34,7 @@ from node.crypto import private_key_to_address
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.runtime import load_wal
 from node.service import NodeService
-from node.storage import StorageFull
+from node.storage import LevelDBStore, StorageFull
 
 REMEDY_WORDS = ("restore the data directory from a backup or snapshot", "resync")
 
@@ -254,6 +254,46 @@ def test_a_full_disk_stops_the_node_cleanly_with_its_last_final_block_intact(sma
         time.sleep(0.05)
     more.finish()
     assert int(rpc_result(node.url, "eth_blockNumber"), 16) > head
+
+
+def test_a_full_disk_is_storage_full_then_writes_are_refused_and_the_store_reopens_whole(
+        small_disk: Path) -> None:
+    """On the store itself: synced batches until the disk is full. The failing one is a
+    StorageFull and none of it is kept; reads go on; later writes are refused even once
+    there is space (LevelDB's log may end in a partial record); reopened with space, every
+    batch that returned is there, whole, and writes go on."""
+    path = small_disk / "db"
+    kv = LevelDBStore(path)
+    value = b"\x5a" * 1000
+    committed = 0
+    try:
+        with pytest.raises(StorageFull, match="no space left on device") as info:
+            while True:
+                with kv.batch(sync=True) as wb:
+                    for j in range(64):
+                        wb.put(b"batch/%06d/%02d" % (committed, j), value)
+                committed += 1
+        assert "free space on the disk, then restart the node" in str(info.value)
+        assert committed > 10
+        assert kv.get(b"batch/%06d/00" % (committed - 1)) == value
+        assert kv.get(b"batch/%06d/00" % committed) is None  # nothing of the failed batch
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+        with pytest.raises(StorageFull, match="refuses writes after an earlier write failed"):
+            kv.put(b"later", b"x")
+    finally:
+        kv.close()
+    kv = LevelDBStore(path)
+    try:
+        kv.check()
+        counts: dict[int, int] = {}
+        for key, stored in kv.iterate(b"batch/"):
+            counts[int(key.split(b"/")[1])] = counts.get(int(key.split(b"/")[1]), 0) + 1
+            assert stored == value
+        assert counts == {n: 64 for n in range(committed)}
+        kv.put(b"later", b"x")
+        assert kv.get(b"later") == b"x"
+    finally:
+        kv.close()
 
 
 class Capture:

@@ -275,7 +275,14 @@ class LevelDBStore:
         started = time.monotonic()
         tables = self._live_tables()
         for number, size in tables:
-            self._check_table_file(number, size)
+            try:
+                self._check_table_file(number, size)
+            except StorageCorrupted:
+                # A compaction running since the listing may have replaced and deleted
+                # the file: only a table that is still live is damaged (tables never
+                # change once written).
+                if (number, size) in self._live_tables():
+                    raise
         keys = self._scan_checksums(tables) if full else None
         return StoreCheck(len(tables), sum(size for _, size in tables), keys,
                           time.monotonic() - started)
@@ -312,6 +319,8 @@ class LevelDBStore:
                 if actual == size and size >= _FOOTER_SIZE:
                     f.seek(size - len(_TABLE_MAGIC))
                     magic = f.read(len(_TABLE_MAGIC))
+        except FileNotFoundError as exc:  # deleted since _table_path looked
+            raise StorageCorrupted(f"table file {path}, listed in its MANIFEST, is missing. {REMEDY}") from exc
         except OSError as exc:
             raise StorageError(f"cannot read table file {path}: {exc.strerror}") from exc
         if actual != size:

@@ -38,7 +38,7 @@ from typing import Protocol
 
 from node.chain import Chain
 from node.consensus.qbft import QbftConfig, QbftNode, Ready, SyncRequest, WalRecord
-from node.errors import InvalidBlock, NodeError
+from node.errors import InvalidBlock, NodeError, StorageError
 from node.execution.executor import BlockExecution
 from node.storage import chain_store as cs
 from node.txpool.pool import TxPool
@@ -362,6 +362,8 @@ class ConsensusRuntime:
             execution = self.chain.verify_execution(block)
         except InvalidBlock as exc:
             return str(exc)
+        except StorageError:
+            raise  # our store failed, not the block: stop consensus (a broken invariant)
         except NodeError as exc:
             return f"cannot execute: {exc}"
         self._remember(block.hash, execution)

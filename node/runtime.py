@@ -396,6 +396,8 @@ class ConsensusRuntime:
             execution = self.chain.verify_execution(block)
         except InvalidBlock as exc:
             return str(exc)
+        except StorageError:
+            raise  # our store failed, not the block: stop consensus (a broken invariant)
         except NodeError as exc:
             return f"cannot execute: {exc}"
         self._remember(block.hash, execution)

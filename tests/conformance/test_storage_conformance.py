@@ -33,10 +33,12 @@ from node.storage import (
     KeyValueStore,
     LevelDBStore,
     MemoryStore,
+    StorageCorrupted,
     StorageError,
     WriteBatch,
     open_store,
 )
+from node.storage.leveldb import REMEDY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -846,3 +848,141 @@ def test_leveldb_synced_batches_survive_sigkill(tmp_path: Path) -> None:
     # ...and batches were committed in order, the marker matching the newest.
     assert sorted(counts) == list(range(len(counts)))
     assert last == b"%d" % max(counts)
+
+
+# --------------------------------------------------------------------------
+# LevelDB-only: damaged files are refused, never repaired (issue 11, item 8)
+
+
+def _store_with_tables(path: Path, keys: int = 2000) -> list[Path]:
+    """A closed LevelDB store holding `keys` keys in table files (reopening it turns its
+    write-ahead log into a table); returns the table files."""
+    kv = LevelDBStore(path)
+    with kv.batch() as wb:
+        for i in range(keys):
+            wb.put(b"key/%06d" % i, b"value-%06d" % i * 8)
+    kv.close()
+    LevelDBStore(path).close()
+    tables = sorted(path.glob("*.ldb"))
+    assert tables
+    return tables
+
+
+def _flip(path: Path, offset: int, length: int = 16) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        data = f.read(length)
+        f.seek(offset)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_leveldb_check_passes_on_an_intact_store(tmp_path: Path) -> None:
+    tables = _store_with_tables(tmp_path / "db")
+    kv = LevelDBStore(tmp_path / "db")
+    try:
+        result = kv.check()
+    finally:
+        kv.close()
+    assert result.tables == len(tables)
+    assert result.table_bytes == sum(t.stat().st_size for t in tables)
+    assert result.keys == 2000
+
+
+def test_leveldb_flipped_bytes_in_a_table_are_storage_corrupted_on_read(tmp_path: Path) -> None:
+    """Reads verify checksums: damage found while running is an error, never wrong bytes."""
+    (table,) = _store_with_tables(tmp_path / "db")
+    _flip(table, 64)  # inside the first data block (key/000000 ...)
+    kv = LevelDBStore(tmp_path / "db")
+    try:
+        with pytest.raises(StorageCorrupted, match="checksum mismatch") as info:
+            kv.get(b"key/000000")
+        assert REMEDY in str(info.value)
+        with pytest.raises(StorageCorrupted, match="checksum mismatch"):
+            list(kv.iterate(b"key/"))
+        with pytest.raises(StorageCorrupted, match=f"{table.name}.*checksum mismatch"):
+            kv.check()
+        assert kv.check(full=False).keys is None  # sizes and footers are right
+    finally:
+        kv.close()
+
+
+def test_leveldb_check_names_a_truncated_table(tmp_path: Path) -> None:
+    (table,) = _store_with_tables(tmp_path / "db")
+    size = table.stat().st_size
+    os.truncate(table, size - 1)
+    kv = LevelDBStore(tmp_path / "db")
+    try:
+        with pytest.raises(StorageCorrupted) as info:
+            kv.check(full=False)
+    finally:
+        kv.close()
+    assert f"table file {table.name} is {size - 1} bytes, but its MANIFEST records {size}" in str(info.value)
+    assert "truncated" in str(info.value) and REMEDY in str(info.value)
+
+
+def test_leveldb_check_names_a_table_whose_footer_was_overwritten(tmp_path: Path) -> None:
+    (table,) = _store_with_tables(tmp_path / "db")
+    _flip(table, table.stat().st_size - 8, 8)
+    kv = LevelDBStore(tmp_path / "db")
+    try:
+        with pytest.raises(StorageCorrupted, match=f"table file {table.name} does not end with a LevelDB table footer"):
+            kv.check(full=False)
+    finally:
+        kv.close()
+
+
+def test_leveldb_missing_current_is_refused_and_no_file_is_touched(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    tables = _store_with_tables(path)
+    (path / "CURRENT").unlink()
+    before = sorted(p.name for p in path.iterdir())
+    with pytest.raises(StorageCorrupted, match="CURRENT file is missing") as info:
+        LevelDBStore(path)
+    assert tables[0].name in str(info.value)
+    assert sorted(p.name for p in path.iterdir()) == before
+    assert all(t.exists() for t in tables)
+
+
+def test_leveldb_interrupted_creation_without_current_opens(tmp_path: Path) -> None:
+    """LevelDB writes MANIFEST-000001 before CURRENT when it creates a database: a crash
+    in between leaves no data at all, so that directory is opened (created again)."""
+    path = tmp_path / "db"
+    LevelDBStore(path).close()
+    for name in os.listdir(path):
+        if name != "MANIFEST-000001" and not name.startswith(("LOCK", "LOG")):
+            (path / name).unlink()
+    kv = LevelDBStore(path)
+    try:
+        kv.put(b"k", b"v")
+        assert kv.get(b"k") == b"v"
+    finally:
+        kv.close()
+
+
+def test_leveldb_missing_or_unnamed_manifest_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    _store_with_tables(path)
+    manifest = (path / "CURRENT").read_text().strip()
+    (path / "CURRENT").write_text("garbage\n")
+    with pytest.raises(StorageCorrupted, match="CURRENT file does not name a MANIFEST"):
+        LevelDBStore(path)
+    (path / "CURRENT").write_text(manifest + "\n")
+    (path / manifest).unlink()
+    with pytest.raises(StorageCorrupted, match=f"MANIFEST file {manifest} .* is missing"):
+        LevelDBStore(path)
+
+
+def test_leveldb_missing_table_file_is_refused_at_open(tmp_path: Path) -> None:
+    (table,) = _store_with_tables(tmp_path / "db")
+    table.unlink()
+    with pytest.raises(StorageCorrupted, match=f"missing files.*{table.name}"):
+        LevelDBStore(tmp_path / "db")
+
+
+def test_open_store_refuses_a_damaged_store_and_releases_it(tmp_path: Path) -> None:
+    (table,) = _store_with_tables(tmp_path / "db")
+    _flip(table, 64)
+    with pytest.raises(StorageCorrupted, match="checksum mismatch"):
+        open_store(tmp_path / "db")
+    # closed again: the lock is free (a quick check still opens it)
+    LevelDBStore(tmp_path / "db").close()

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for node in started:
                 node.stop()
-    print(f"storage soak passed: {run.kills} kills ({run.kills_while_streaming} while the load was "
-          f"still sending), {run.final_blocks_checked} final blocks and {run.receipts_checked} "
+    print(f"storage soak passed: {run.kills} kills ({run.kills_while_streaming} with sent transactions "
+          f"not yet final), {run.final_blocks_checked} final blocks and {run.receipts_checked} "
           f"receipts checked after restarts, final head {run.head}, violations 0, "
           f"{time.monotonic() - began:.0f} s", flush=True)
     return 0

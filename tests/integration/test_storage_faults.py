@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import plyvel
 import pytest
 from devnode import free_port, rpc_result, start_dev_node
 from storage_load import Load, check_final_kept, presign, presign_load
@@ -34,7 +35,7 @@ from node.crypto import private_key_to_address
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.runtime import load_wal
 from node.service import NodeService
-from node.storage import StorageFull
+from node.storage import LevelDBStore, StorageCorrupted, StorageFull
 
 REMEDY_WORDS = ("restore the data directory from a backup or snapshot", "resync")
 
@@ -256,6 +257,46 @@ def test_a_full_disk_stops_the_node_cleanly_with_its_last_final_block_intact(sma
     assert int(rpc_result(node.url, "eth_blockNumber"), 16) > head
 
 
+def test_a_full_disk_is_storage_full_then_writes_are_refused_and_the_store_reopens_whole(
+        small_disk: Path) -> None:
+    """On the store itself: synced batches until the disk is full. The failing one is a
+    StorageFull and none of it is kept; reads go on; later writes are refused even once
+    there is space (LevelDB's log may end in a partial record); reopened with space, every
+    batch that returned is there, whole, and writes go on."""
+    path = small_disk / "db"
+    kv = LevelDBStore(path)
+    value = b"\x5a" * 1000
+    committed = 0
+    try:
+        with pytest.raises(StorageFull, match="no space left on device") as info:
+            while True:
+                with kv.batch(sync=True) as wb:
+                    for j in range(64):
+                        wb.put(b"batch/%06d/%02d" % (committed, j), value)
+                committed += 1
+        assert "free space on the disk, then restart the node" in str(info.value)
+        assert committed > 10
+        assert kv.get(b"batch/%06d/00" % (committed - 1)) == value
+        assert kv.get(b"batch/%06d/00" % committed) is None  # nothing of the failed batch
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+        with pytest.raises(StorageFull, match="refuses writes after an earlier write failed"):
+            kv.put(b"later", b"x")
+    finally:
+        kv.close()
+    kv = LevelDBStore(path)
+    try:
+        kv.check()
+        counts: dict[int, int] = {}
+        for key, stored in kv.iterate(b"batch/"):
+            counts[int(key.split(b"/")[1])] = counts.get(int(key.split(b"/")[1]), 0) + 1
+            assert stored == value
+        assert counts == {n: 64 for n in range(committed)}
+        kv.put(b"later", b"x")
+        assert kv.get(b"later") == b"x"
+    finally:
+        kv.close()
+
+
 class Capture:
     """A transport that records what a validator would have sent."""
 
@@ -322,3 +363,71 @@ def test_a_validator_whose_wal_write_fails_sends_nothing(small_disk: Path) -> No
         assert load_wal(reopened.chain) == []  # nothing was persisted, and nothing was sent
     finally:
         reopened.close()
+
+
+def _four_validators() -> tuple[list[bytes], GenesisConfig]:
+    keys = sorted((derive_dev_key(400 + i) for i in range(4)), key=private_key_to_address)
+    return keys, GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in keys),
+                               enrolments=dev_genesis().enrolments)
+
+
+def test_damage_found_while_validating_a_proposal_stops_consensus(tmp_path: Path) -> None:
+    """A validator whose store turns out damaged while it runs (the table block holding
+    the state root fails its checksum when the proposal is executed) stops consensus with
+    StorageCorrupted: it does not call a valid proposal invalid and go on."""
+    keys, genesis = _four_validators()
+    base = tmp_path / "base"
+    made = NodeService(NodeConfig(data_dir=base), genesis)
+    with made.store.batch() as batch:
+        # Keys the node never reads, sorted between the chain's records and the EVM state
+        # ("s"), so that the state's table block holds no record read at start.
+        for i in range(64):
+            batch.put(b"r-unread/%02d" % i, bytes(200))
+    made.close()
+    LevelDBStore(base / "chaindata").close()  # reopening turns the log into one table file
+    shutil.copytree(base, tmp_path / "proposer")
+    shutil.copytree(base, tmp_path / "validator")
+    config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=30.0)
+
+    proposer = NodeService(NodeConfig(data_dir=tmp_path / "proposer"), genesis, validator_key=keys[0])
+    try:
+        state_root = proposer.chain.head.state_root
+        sent = Capture()
+        proposer.start_consensus(config, transport=sent)
+        proposer.submit_raw_transaction(presign(5, 0, 1)[0])
+        deadline = time.monotonic() + 30
+        while not sent.sent:
+            assert time.monotonic() < deadline, "the proposer proposed nothing"
+            time.sleep(0.02)
+        proposal = sent.sent[0]
+    finally:
+        proposer.close()
+
+    chaindata = tmp_path / "validator" / "chaindata"
+    (table,) = chaindata.glob("*.ldb")
+    db = plyvel.DB(str(chaindata))
+    try:  # where the data block holding the state root node starts in the (only) table
+        offset = db.approximate_size(b"", b"s" + state_root)
+    finally:
+        db.close()
+    with open(table, "r+b") as f:
+        f.seek(offset + 8)
+        data = f.read(16)
+        f.seek(offset + 8)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+    # Opened without the start-up check: the damage is found while running.
+    validator = NodeService(NodeConfig(data_dir=tmp_path / "validator"), genesis, validator_key=keys[1],
+                            store=LevelDBStore(chaindata))
+    try:
+        runtime = validator.start_consensus(config, transport=Capture())
+        runtime.deliver(proposal)
+        deadline = time.monotonic() + 30
+        while runtime.failed is None:
+            assert time.monotonic() < deadline, "consensus went on over a damaged store"
+            time.sleep(0.02)
+        assert isinstance(runtime.failed, StorageCorrupted), repr(runtime.failed)
+        assert "checksum mismatch" in str(runtime.failed)
+        assert validator.chain.head.number == 0  # nothing was written
+    finally:
+        validator.close()

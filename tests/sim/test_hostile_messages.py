@@ -235,3 +235,24 @@ def test_step_takes_any_message_from_a_byzantine_validator_and_safety_holds(data
     assert check_agreement(net, honest) == []
     assert check_final_blocks(net, honest) == []
     assert net.violations == []
+
+
+def test_past_round_messages_that_can_decide_nothing_are_not_held() -> None:
+    net, byz, honest = _network()
+    target = honest[0]
+    target.pending = False  # idle: no proposal, so the rounds time out
+    net.start()
+    node = target.node
+    assert node is not None
+    node.tick(GENESIS_TIME + 400)  # round 0 times out (and more)
+    node.tick(GENESIS_TIME + 800)
+    net.flush(target)
+    h, r = node.height, node.round
+    assert r >= 1
+    for i in range(500):  # commits and round changes for rounds already past
+        digest = i.to_bytes(32, "big")
+        seal = encode_signature(*sign_hash(digest, byz.key))
+        node.step(encode_message(CommitMsg(_signed(byz, COMMIT, h, i % r, (digest, seal)))))
+        node.step(encode_message(RoundChangeMsg(_signed(byz, ROUND_CHANGE, h, 1 + i % r, (None,)), None, ())))
+    assert not any(byz.address in votes for votes in node.h.commits.values())
+    assert not any(byz.address in rcs for rnd, rcs in node.h.round_changes.items() if rnd < r)

@@ -296,6 +296,7 @@ class ConsensusRuntime:
                 reason = f"message raised {type(exc).__name__}"
             if reason is not None:
                 self.dropped_messages += 1
+                log.warning("dropped a consensus message from %s: %s", _peer_name(peer), reason)
                 if peer is not None and self.on_bad_message is not None:
                     try:
                         self.on_bad_message(peer, reason)

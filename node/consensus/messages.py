@@ -16,6 +16,14 @@ by their own authors and travel unsigned inside the outer message.
 `digest` is the block's seal hash for the round (header with seals = [] and the round
 set); a COMMIT's `seal` is a signature over that digest, which is exactly the commit seal
 that goes into the final header.
+
+Bytes from peers are decoded here and nowhere else, in two steps that raise only
+`InvalidMessage`: `decode_envelope` reads the code and the outer signed payload and
+recovers the author (a few hundred bytes; what the message carries stays bytes), and
+`Envelope.open` decodes the block and the justifications, which `QbftNode` asks for
+only once the author is a validator of the height (and, for a proposal, the proposer of
+its round) within its budget. Every part goes through `node.types._rlp.decode_rlp`, with
+a size and depth limit checked before anything descends into it.
 """
 
 from __future__ import annotations
@@ -207,10 +215,9 @@ def encode_message(msg: Message) -> bytes:
     return rlp.encode([msg.signed.code, encode_signed(msg.signed)])
 
 
-# A message nests lists at most this deep: [code, [[h, r, [pr, pd]], sig], block, [[..]]]
-# (a ROUND-CHANGE in a proposal's justification: message, list, signed, payload,
-# prepared), and a block's legacy transaction sits at depth 4.
-MAX_MESSAGE_DEPTH = 5
+# Each part of a message is decoded on its own, with its own depth limit: the envelope
+# (its top-level items' bounds only), the signed payload (depth 3: [[h, r, [pr, pd]],
+# sig]), a block (`node.types.blocks.BLOCK_DEPTH`), a justification (depth 4).
 # A signed payload is [[height, round, digest | [round, digest], seal?], signature]: under
 # 300 bytes with honest integers; this leaves room and refuses anything bigger unread.
 MAX_SIGNED_BYTES = 1024

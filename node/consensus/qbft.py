@@ -81,7 +81,7 @@ from node.crypto import (
     recover_address,
     sign_hash,
 )
-from node.errors import InvalidBlock
+from node.errors import InvalidBlock, InvalidTransaction
 from node.types._rlp import decode_rlp, decode_rlp_list_items, rlp_list
 from node.types.blocks import Block, decode_block, encode_block
 from node.types.headers import (
@@ -675,7 +675,10 @@ class QbftNode:
         except Exception as exc:
             self._event(f"rejected COMMIT from {s.author.hex()[:8]}: bad commit seal ({exc})")
             return
-        self.h.commits.setdefault((s.round, s.digest), {})[s.author] = s
+        h = self.h
+        if s.round < h.round and h.proposals.get(s.round, (None, None))[1] != s.digest:
+            return  # a past round's COMMIT for anything but its proposal can decide nothing
+        h.commits.setdefault((s.round, s.digest), {})[s.author] = s
         self._check_committed(s.round)
 
     def _check_committed(self, r: int) -> None:
@@ -736,6 +739,8 @@ class QbftNode:
         if reason is not None:
             self._event(f"rejected ROUND-CHANGE r{s.round} from {s.author.hex()[:8]}: {reason}")
             return
+        if s.round < h.round:
+            return  # past rounds' round changes count for nothing (and are not held)
         h.round_changes.setdefault(s.round, {})[s.author] = msg
         if s.round > h.latest_rc_round.get(s.author, -1):
             h.latest_rc_round[s.author] = s.round
@@ -800,7 +805,13 @@ class QbftNode:
         except InvalidMessage as exc:
             self._event(f"dropped {_describe_signed(s)} from {s.author.hex()[:8]}: {exc}")
             return str(exc)
-        self._handle(msg)
+        try:
+            self._handle(msg)
+        except (InvalidMessage, InvalidBlock, InvalidTransaction) as exc:
+            # The checks name what is wrong as a reason; a typed error here means one was
+            # missed. Drop the message as malformed rather than let it end the runtime.
+            self._event(f"dropped {_describe_signed(s)} from {s.author.hex()[:8]}: {exc}")
+            return str(exc)
         return None
 
     def _charge(self, s: Signed, size: int) -> bool:

@@ -182,13 +182,11 @@ class P2PTransport:
 
     def bad_message(self, peer: bytes, reason: str) -> None:
         """The runtime dropped a consensus message from `peer` as malformed or wrongly
-        signed: the network scores or disconnects the peer if it can (its
-        `bad_message(peer, reason)`), else this is logged. Called on the consensus thread."""
+        signed (and logged it): the network scores or disconnects the peer if it can
+        (its `bad_message(peer, reason)`). Called on the consensus thread."""
         hook = getattr(self.network, "bad_message", None)
         if callable(hook):
             hook(peer, reason)
-        else:
-            log.warning("malformed consensus message from 0x%s: %s", peer.hex()[:8], reason)
 
     def on_connect(self, peer: bytes) -> None:
         if self.runtime is not None:

@@ -285,6 +285,10 @@ class ConsensusRuntime:
             # block is never requested on the pending flag of the height before.)
             try:
                 reason = self.node.step(data, self.clock())
+            except StorageError:
+                # The store failed while validating the message's block (re-execution reads
+                # state): that is the node's fault, not the peer's; stop consensus loudly.
+                raise
             except Exception as exc:  # defence in depth, see below
                 # The state machine turns every malformed message into InvalidMessage and
                 # drops it; anything else escaping `step` is a bug in handling one message

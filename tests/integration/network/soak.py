@@ -80,7 +80,7 @@ def schedule(seed: int, faults: int) -> dict[str, Any]:
         "testnet": {"orgs": DEFAULT_ORGS},
         "consensus": {"block_period": c.block_period, "empty_block_period": c.empty_block_period,
                       "round_timeout": c.round_timeout, "max_round_timeout": c.max_round_timeout},
-        "heal": {"max_round_timeouts": 2, "slack": 6.0},
+        "heal": {"max_round_timeouts": 2, "slack": 0.0},
         "load": {"batch": 3, "seed": seed},
         "nodes": nodes,
         "step": steps,

@@ -108,7 +108,7 @@ def decode_signed(code: int, item: object) -> Signed:
     if not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], list):
         raise InvalidMessage(f"{CODE_NAMES.get(code, code)}: signed payload must be [payload, signature]")
     payload, signature = item
-    name = CODE_NAMES[code]
+    name = CODE_NAMES.get(code, f"message code {code}")
     if len(payload) < 3:
         raise InvalidMessage(f"{name}: payload too short")
     height = _int(payload[0], f"{name} height")
@@ -248,7 +248,7 @@ class Envelope:
             return PrepareMsg(signed)
         if code == COMMIT:
             return CommitMsg(signed)
-        name = CODE_NAMES[code]
+        name = CODE_NAMES.get(code, f"message code {code}")
         try:
             if code == PROPOSAL:
                 block = decode_block(self.parts[0])

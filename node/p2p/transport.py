@@ -181,9 +181,10 @@ class P2PTransport:
             self.runtime.deliver(data, peer)
 
     def bad_message(self, peer: bytes, reason: str) -> None:
-        """The runtime dropped a consensus message from `peer` as malformed or wrongly
-        signed (and logged it): the network scores or disconnects the peer if it can
-        (its `bad_message(peer, reason)`). Called on the consensus thread."""
+        """`peer` sent bytes no honest node sends: a consensus message the runtime dropped
+        as malformed or wrongly signed (called on the consensus thread), or an undecodable
+        block in a sync answer. The network scores or disconnects the peer if it can (its
+        `bad_message(peer, reason)`); the caller has logged it."""
         hook = getattr(self.network, "bad_message", None)
         if callable(hook):
             hook(peer, reason)
@@ -247,6 +248,7 @@ class P2PTransport:
                     block = decode_block(data)
                 except NodeError as exc:
                     log.warning("undecodable block from 0x%s: %s", peer.hex()[:8], exc)
+                    self.bad_message(peer, f"undecodable block: {exc}")
                     break
                 if block.number < expected:
                     continue  # already handed over (another answer, or a duplicate)

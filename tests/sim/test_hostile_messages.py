@@ -216,8 +216,10 @@ def test_step_takes_any_message_from_a_byzantine_validator_and_safety_holds(data
     attacks = data.draw(st.lists(st.tuples(st.floats(0.1, 7.0), st.sampled_from(ATTACKS)),
                                  min_size=3, max_size=25))
     dropped: list[str] = []
+    fired: list[str] = []
 
     def fire(kind: str) -> None:
+        fired.append(kind)
         for target in honest:
             if target.node is None:
                 continue
@@ -231,6 +233,11 @@ def test_step_takes_any_message_from_a_byzantine_validator_and_safety_holds(data
         net.at(GENESIS_TIME + at, kind, lambda kind=kind: fire(kind))
     net.start()
     net.run_until(GENESIS_TIME + 10)
+    assert sorted(fired) == sorted(kind for _at, kind in attacks)  # every attack was made
+    if "oversized" in fired:
+        assert any("exceeds" in reason for reason in dropped)
+    if "random" in fired or "nested" in fired:
+        assert dropped
     assert all(len(s.chain) >= 4 for s in honest), [len(s.chain) for s in honest]
     assert check_agreement(net, honest) == []
     assert check_final_blocks(net, honest) == []

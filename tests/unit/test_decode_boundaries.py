@@ -42,6 +42,7 @@ from node.consensus.messages import (
     RoundChangeMsg,
     decode_envelope,
     decode_message,
+    decode_signed,
     encode_message,
     encode_signed,
     sign_payload,
@@ -64,7 +65,7 @@ from node.p2p.frames import (
     encode_get_blocks,
     encode_status,
 )
-from node.types._rlp import rlp_bytes, rlp_int, rlp_list
+from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list
 from node.types.blocks import Block, decode_block, encode_block, encode_body
 from node.types.blocks import decode_body as decode_block_body
 from node.types.headers import (
@@ -228,6 +229,13 @@ def test_decode_message_raises_only_invalid_message(data) -> None:
     env = assert_only(InvalidMessage, decode_envelope, candidate)
     if env is not None:
         assert_only(InvalidMessage, env.open, data.draw(st.sampled_from([None, 0, 1, 4])))
+    try:  # any decoded tree as a signed payload, under any code
+        tree = decode_rlp(candidate, max_depth=8)
+    except rlp.exceptions.RLPException:
+        return
+    code = data.draw(st.sampled_from([PROPOSAL, PREPARE, COMMIT, ROUND_CHANGE, 0x99]))
+    for item in (tree, *(tree if isinstance(tree, list) else ())):
+        assert_only(InvalidMessage, decode_signed, code, item)
 
 
 def test_a_proposal_whose_block_carries_a_byte_string_for_transactions_is_invalid_message() -> None:

@@ -141,3 +141,26 @@ def test_a_corrupt_wal_record_is_refused_at_start_naming_it(service, kind) -> No
         batch.put(_wal_key(record, 0), record.data)
     with pytest.raises(InvalidMessage, match=f"WAL record \\({kind}, h1 r0\\) is corrupt"):
         service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
+
+
+def test_the_transport_passes_the_sender_in_and_its_misbehaviour_out(service) -> None:
+    from node.p2p.transport import P2PTransport
+
+    class Scoring:  # stands for P2PService's `bad_message` (scoring belongs to the p2p layer)
+        def __init__(self) -> None:
+            self.bad: list[tuple[bytes, str]] = []
+
+        def bad_message(self, peer: bytes, reason: str) -> None:
+            self.bad.append((peer, reason))
+
+    transport = P2PTransport(service.chain)
+    network = Scoring()
+    transport.attach(network)  # type: ignore[arg-type]
+    runtime = service.start_consensus(QbftConfig(block_period=0, empty_block_period=None), transport=transport)
+    transport.bind_runtime(runtime)
+    transport.on_consensus(PEER, b"\xc1\xc0")  # a message whose code is a list
+    wait_for(lambda: network.bad == [(PEER, network.bad[0][1])] if network.bad else False)
+    assert "unknown message code" in network.bad[0][1] or "malformed" in network.bad[0][1]
+    transport.on_blocks(PEER, [b"\xc0"])  # an undecodable block in a sync answer
+    assert network.bad[-1][0] == PEER and "undecodable block" in network.bad[-1][1]
+    assert runtime.failed is None

@@ -3,7 +3,8 @@
 The suite runs a few dozen examples per property (fast). A long run multiplies them:
 
     RXLEDGER_FUZZ=long .venv/bin/pytest -q tests/unit/test_rlp_decode.py \
-        tests/unit/test_decode_boundaries.py tests/sim/test_hostile_messages.py
+        tests/unit/test_decode_boundaries.py tests/unit/test_rpc_decode.py \
+        tests/sim/test_hostile_messages.py
 
 (`RXLEDGER_FUZZ_FACTOR=N` sets the multiplier; default 20 for `long`: 29 properties and
 examples, about 4 minutes on two busy cores; factor 100, about 15.)

@@ -6,25 +6,25 @@ py-evm (imported below through node.execution) raises the interpreter's recursio
 to 100,000, as in the node: a recursive parse of deep input here would crash this test
 process with SIGSEGV rather than fail politely.
 
-A longer run: `RXLEDGER_FUZZ_EXAMPLES=20000 pytest tests/unit/test_rpc_decode.py`.
+A longer run: `RXLEDGER_FUZZ=long` (see tests/unit/fuzzing.py), like every decoder's fuzz test.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
 import pytest
+from fuzzing import fuzz_factor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import node.execution.executor  # noqa: F401  # py-evm's recursion limit, as in the node
 from node.rpc.decode import RequestDecodeError, decode_request
 
-# RXLEDGER_FUZZ_EXAMPLES=20000 for the longer run (the suite runs 300 per property).
-EXAMPLES = int(os.environ.get("RXLEDGER_FUZZ_EXAMPLES", "300"))
+# 300 per property in the suite; RXLEDGER_FUZZ=long multiplies them (tests/unit/fuzzing.py).
+EXAMPLES = 300 * fuzz_factor()
 DEPTH, VALUES = 64, 100_000
 
 

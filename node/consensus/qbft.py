@@ -217,6 +217,9 @@ class _Height:
     # Messages each author sent for rounds >= the current one: author → round →
     # [count, wire bytes] (`QbftConfig.max_messages_per_author`).
     held: dict[bytes, dict[int, list[int]]] = field(default_factory=dict)
+    # The signed payloads charged to their authors at this height (author, code, round,
+    # body): anyone can replay a validator's message, so a copy is never charged twice.
+    charged: set[tuple[object, ...]] = field(default_factory=set)
 
 
 class QbftNode:
@@ -245,6 +248,7 @@ class QbftNode:
         # what each budget key holds there: [count, bytes].
         self._future: dict[int, list[tuple[bytes, Envelope, int]]] = {}
         self._future_held: dict[bytes, list[int]] = {}
+        self._future_seen: set[tuple[object, ...]] = set()  # identities of what _future holds
         self._future_blocks: dict[int, Block] = {}
         # A block was decided and the height after it began, but the runtime has not yet
         # applied that block (it is in `_ready.committed`): the WAL records, buffered
@@ -494,6 +498,7 @@ class QbftNode:
         for n in [n for n in self._future if n < number]:
             for key, _env, size in self._future.pop(n):
                 self._release_future(key, size)
+        self._future_seen = {i for i in self._future_seen if i[2] > number}  # type: ignore[operator]
         synced = self._future_blocks.pop(number, None) if importing else None
         for n in [n for n in self._future_blocks if n < self.h.number]:
             del self._future_blocks[n]
@@ -798,6 +803,15 @@ class QbftNode:
             self._event(f"rejected PROPOSAL r{s.round} from {s.author.hex()[:8]}: "
                         f"author {s.author.hex()[:8]} is not the proposer of round {s.round}")
             return None
+        if s.code == PROPOSAL and (s.round < h.round or s.round in h.proposals):
+            # Nothing a second proposal for a round, or one for a past round, can change
+            # (`_on_proposal`): not worth decoding the block it carries (a replay costs a
+            # sender recovery per transaction).
+            if s.round in h.proposals and h.proposals[s.round][1] != s.digest:
+                self._event(f"ignored a conflicting proposal for round {s.round} (equivocation?)")
+            return None
+        if s.code == ROUND_CHANGE and (s.round < h.round or s.author in h.round_changes.get(s.round, {})):
+            return None  # past rounds count for nothing; one round change per author and round
         if s.round >= h.round and not self._charge(s, size):
             return None
         try:
@@ -818,6 +832,9 @@ class QbftNode:
         """Count a message for round >= the current one against its author's budget;
         False (dropped, with an event) if that would exceed it."""
         h, cfg = self.h, self.config
+        identity = (s.author, s.code, s.round, s.body)
+        if identity in h.charged:
+            return True  # a copy (replayed by anyone): handled again, idempotently, never charged
         rounds = h.held.setdefault(s.author, {})
         for r in [r for r in rounds if r < h.round]:
             del rounds[r]
@@ -831,6 +848,7 @@ class QbftNode:
         entry = rounds.setdefault(s.round, [0, 0])
         entry[0] += 1
         entry[1] += size
+        h.charged.add(identity)
         return True
 
     def _prune_rounds(self) -> None:
@@ -880,6 +898,9 @@ class QbftNode:
         s, cfg = env.signed, self.config
         if s.height > self.h.number + cfg.future_heights:
             return
+        identity = (s.author, s.code, s.height, s.round, s.body)
+        if identity in self._future_seen:
+            return  # a copy of a held message (anyone can replay one): held once
         # Validators of this height each have a budget; anyone else shares one.
         key = s.author if s.author in self.h.validators else b""
         held = self._future_held.setdefault(key, [0, 0])
@@ -890,6 +911,7 @@ class QbftNode:
             return
         held[0] += 1
         held[1] += size
+        self._future_seen.add(identity)
         self._future.setdefault(s.height, []).append((key, env, size))
         asked = self._sync_asked.get(s.author)
         # Ask a validator we know (not whoever a forged signature recovers to) for blocks.

@@ -263,3 +263,32 @@ def test_past_round_messages_that_can_decide_nothing_are_not_held() -> None:
         node.step(encode_message(RoundChangeMsg(_signed(byz, ROUND_CHANGE, h, 1 + i % r, (None,)), None, ())))
     assert not any(byz.address in votes for votes in node.h.commits.values())
     assert not any(byz.address in rcs for rnd, rcs in node.h.round_changes.items() if rnd < r)
+
+
+def test_replayed_copies_of_an_honest_validators_messages_never_spend_its_budget() -> None:
+    """Anyone connected (an observer, a Byzantine validator) can re-send an honest
+    validator's signed messages. Copies must not be charged to their author: 256 copies of
+    a PREPARE used to spend the author's whole budget, after which its COMMIT (and every
+    later message at that height, round changes included) was dropped, so no round could
+    reach a quorum. Future-height copies are held once, too."""
+    config = QbftConfig(block_period=1.0, round_timeout=1.0, max_round_timeout=8.0,
+                        max_messages_per_author=16, max_bytes_per_author=16 * 1024)
+    net, _byz, honest = _network(config=config)
+    net.start()
+    target, victim = honest[0], honest[1]
+    node = target.node
+    assert node is not None
+    h, r = node.height, node.round
+    digest = b"\x11" * 32
+    prepare = encode_message(PrepareMsg(_signed(victim, PREPARE, h, r, (digest,))))
+    future = encode_message(PrepareMsg(_signed(victim, PREPARE, h + 1, 0, (digest,))))
+    for _ in range(1_000):
+        node.step(prepare)
+        node.step(future)
+    seal = encode_signature(*sign_hash(digest, victim.key))
+    node.step(encode_message(CommitMsg(_signed(victim, COMMIT, h, r, (digest, seal)))))
+    assert any(victim.address in votes for votes in node.h.commits.values()), \
+        "the victim's COMMIT was dropped: replayed copies spent its budget"
+    assert node.h.held[victim.address][r][0] == 2  # one PREPARE and one COMMIT charged
+    assert sum(1 for msgs in node._future.values() for key, _e, _s in msgs if key == victim.address) == 1
+    assert not any("budget" in line for line in net.trace)

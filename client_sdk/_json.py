@@ -10,27 +10,30 @@ format can hold, so only `VerificationFailed` naming what is wrong comes out.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 
 from client_sdk._errors import VerificationFailed
 
-# A JSON string (with escapes), or one bracket: what the depth scan looks at.
-_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def json_depth(data: bytes) -> int:
     """The deepest nesting of arrays and objects in `data` (brackets inside strings do not
-    count); linear, no recursion. Malformed input gives some number: the parser refuses it."""
+    count); linear, no recursion, no regular expression (a string pattern backtracks:
+    quadratic on many unterminated quotes). Escapes go first (`\\\\` pairs, then `\\"`), as a
+    JSON string reads them left to right; then every second `"`-delimited stretch is a
+    string. Malformed input gives some number: the parser refuses it."""
+    text = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(text.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
     depth = deepest = 0
-    for match in _TOKENS.finditer(data):
-        c = match.group()[:1]
-        if c in b"[{":
+    for byte in outside:
+        if byte in b"[{":
             depth += 1
-            deepest = max(deepest, depth)
-        elif c in b"]}":
+            if depth > deepest:
+                deepest = depth
+        elif depth:
             depth -= 1
     return deepest
 

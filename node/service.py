@@ -125,7 +125,11 @@ class NodeService:
         elif failed is not None:
             out["status"] = f"consensus stopped: {type(failed).__name__}: {failed}".rstrip(": ")
         else:
-            behind = self._blocks_behind(out.get("peers", []), out["head"], len(out["validators"]))
+            # Only validators' announced heads count: two observers announcing a false head
+            # would otherwise make every validator answer 503 (and an orchestrator restart it).
+            validators = {v.lower() for v in out["validators"]}
+            announced = [p for p in out.get("peers", []) if str(p.get("address", "")).lower() in validators]
+            behind = self._blocks_behind(announced, out["head"], len(out["validators"]))
             if behind > self.config.health_max_blocks_behind:
                 out["status"] = f"syncing: {behind} blocks behind"
         return out

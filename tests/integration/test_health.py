@@ -108,7 +108,10 @@ def test_syncing_far_behind_is_503_until_caught_up(services):
     """A node whose peers announce a head far ahead of its own is 'syncing: N blocks
     behind' (503) until block sync brings it within `health_max_blocks_behind`."""
     blocks_reach_behind = [False]
-    net = MemoryNetwork(drop=lambda sender, receiver, kind: kind == Kind.BLOCKS and not blocks_reach_behind[0])
+    # Neither blocks nor consensus messages reach it until released (an observer follows
+    # the validator's COMMITs too, and would otherwise keep up without block sync).
+    net = MemoryNetwork(drop=lambda sender, receiver, kind: kind in (Kind.BLOCKS, Kind.CONSENSUS)
+                        and not blocks_reach_behind[0])
     net.start()
     endpoints: list[MemoryTransport] = []
     try:
@@ -150,3 +153,45 @@ def test_syncing_far_behind_is_503_until_caught_up(services):
         for endpoint in endpoints:
             endpoint.stop()
         net.stop()
+
+
+class _Announced:
+    """Peers as the p2p layer reports them (address and announced STATUS head); reaches
+    nobody. Stands in for connected peers whose STATUS frames say `heads`."""
+
+    def __init__(self, heads: dict[bytes, int]) -> None:
+        self.heads = heads
+
+    def broadcast(self, data: bytes) -> None:
+        pass
+
+    def send(self, peer: bytes, data: bytes) -> None:
+        pass
+
+    def request_blocks(self, peer: bytes, from_height: int) -> None:
+        pass
+
+    def push_blocks(self, peer: bytes, from_height: int) -> None:
+        pass
+
+    def peers(self) -> list[dict[str, object]]:
+        return [{"address": "0x" + a.hex(), "head": h} for a, h in self.heads.items()]
+
+
+def test_only_validators_announced_heads_can_make_a_node_report_syncing(services):
+    """Observers are not trusted for the network's head: two observers announcing a head
+    far ahead used to make every validator of a four-node network answer 503 "syncing"
+    (an orchestrator would then restart healthy validators). A validator's announcement
+    counts."""
+    service = NodeService(NodeConfig(data_dir=None, health_max_blocks_behind=5), dev_genesis(),
+                          validator_key=dev_validator_key())
+    services.append(service)
+    observers = {bytes([1]) * 20: 10_000, bytes([2]) * 20: 10_000}
+    transport = _Announced(observers)
+    service.start_consensus(QbftConfig(block_period=0.0, empty_block_period=None), transport)
+    response = health(service)
+    assert response.status_code == 200 and response.json()["status"] == "ok", response.json()
+    transport.heads[private_key_to_address(dev_validator_key())] = 10_000  # a validator's own STATUS
+    response = health(service)
+    assert response.status_code == 503
+    assert response.json()["status"] == "syncing: 10000 blocks behind"

@@ -127,9 +127,9 @@ class ConsortiumAllowlist:
         self._known_orgs.update({org_id(o): o for _, o in tally.orgs})
         if read_governance:
             governed = governance_org_ids(self.chain)
-            if governed is not None:
+            if governed is not None:  # a failed read keeps the last good one (removed stays removed)
                 self._seen_orgs.update(governed)
-            self._governed = governed
+                self._governed = governed
         governed = self._governed
         removed: frozenset[str] = frozenset()
         if governed is not None:
@@ -164,6 +164,11 @@ class ConsortiumAllowlist:
         if org is not None and org in snap.removed_orgs:
             return f"{who} belongs to organisation {org}, which was removed by governance vote"
         if address in snap.validators:
+            if org is None and self.genesis.validator_orgs:
+                # Where the network binds validators to organisations, an unbound one (added by
+                # a vote that named none) could be certified by any organisation's CA.
+                return (f"{who} is a validator bound to no organisation (its vote named none); "
+                        "vote it in again naming its organisation")
             return None
         if peer is None:
             return f"address 0x{address.hex()} is not on the allowlist"

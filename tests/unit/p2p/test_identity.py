@@ -185,6 +185,17 @@ def test_the_allowlist_binds_and_refuses_as_documented() -> None:
     assert allowlist.org_of(E) is None
 
 
+def test_a_validator_bound_to_no_organisation_is_refused_where_the_network_binds_them() -> None:
+    # C validates (say, added by a vote that named no organisation) but nothing binds it:
+    # any organisation's CA could certify its address, so it is refused, saying why.
+    chain = chain_with((A, B, C), {A: "hospital-a", B: "hospital-b"})
+    allowlist = ConsortiumAllowlist(chain, [])
+    assert allowlist.org_of(C) is None
+    refusal = allowlist.refusal(C)
+    assert refusal is not None and "bound to no organisation" in refusal
+    assert allowlist.refusal(A) is None
+
+
 def test_governance_org_ids_reads_the_native_governance() -> None:
     chain = chain_with((A,), {A: "hospital-a"})
     assert governance_org_ids(chain) == {org_id(name) for name, _ in DEV_ORGS}

@@ -54,6 +54,8 @@ error names the file and the field (`/…/node.toml: rpc.port: …`). The format
     empty_block_period = 10.0           # an empty block after this much idle time (0: never)
     round_timeout = 2.0                 # first QBFT round timeout; doubles per round ...
     max_round_timeout = 30.0            # ... up to this
+    # max_messages_per_author = 256     # consensus messages one validator may have held
+    # max_bytes_per_author = 16777216   # ... and their bytes (per height; future heights apart)
 
     [[peers]]                           # one per other node; also the p2p allowlist
     name = "hospital-b"
@@ -88,6 +90,7 @@ from typing import Any
 from network import _toml
 from network.errors import ConfigError
 from node.config import NodeConfig
+from node.consensus.qbft import QbftConfig
 from node.crypto import SECP256K1_N, private_key_to_address
 from node.txpool.pool import PoolLimits
 
@@ -121,12 +124,15 @@ class PeerConfig:
 
 @dataclass(frozen=True)
 class ConsensusSettings:
-    """QBFT timing, in seconds."""
+    """QBFT timing, in seconds, and what one validator's messages may hold in memory
+    (`QbftConfig`'s budgets; Besu: `futureMessagesLimit` 1,000 shared by all)."""
 
     block_period: float = 1.0
     empty_block_period: float = 10.0
     round_timeout: float = 2.0
     max_round_timeout: float = 30.0
+    max_messages_per_author: int = QbftConfig().max_messages_per_author
+    max_bytes_per_author: int = QbftConfig().max_bytes_per_author
 
 
 # -- client budgets: node.toml [limits] (helper "rpc", issue 11) ----------------------------
@@ -236,6 +242,8 @@ def node_config_to_dict(config: NodeFileConfig) -> dict[str, Any]:
             "empty_block_period": float(config.consensus.empty_block_period),
             "round_timeout": float(config.consensus.round_timeout),
             "max_round_timeout": float(config.consensus.max_round_timeout),
+            "max_messages_per_author": config.consensus.max_messages_per_author,
+            "max_bytes_per_author": config.consensus.max_bytes_per_author,
         },
         "limits": {f.name: getattr(config.limits, f.name) for f in fields(LimitsSettings)},
         "peers": [{"name": p.name, "address": _hex_address(p.address), "host": p.host, "port": p.port,
@@ -445,6 +453,10 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
         round_timeout=cons.seconds("round_timeout", ConsensusSettings.round_timeout, positive=True),
         max_round_timeout=cons.seconds("max_round_timeout", ConsensusSettings.max_round_timeout,
                                        positive=True),
+        max_messages_per_author=cons.count("max_messages_per_author",
+                                           ConsensusSettings.max_messages_per_author, minimum=16),
+        max_bytes_per_author=cons.count("max_bytes_per_author", ConsensusSettings.max_bytes_per_author,
+                                        minimum=1024 * 1024),
     )
     if consensus.max_round_timeout < consensus.round_timeout:
         raise cons.fail("max_round_timeout", f"must be at least round_timeout "

@@ -333,6 +333,8 @@ def start_config(args: argparse.Namespace) -> int:
     runtime = service.start_consensus(QbftConfig(
         block_period=whole_period, empty_block_period=consensus.empty_block_period or None,  # 0: never (node.toml)
         round_timeout=consensus.round_timeout, max_round_timeout=consensus.max_round_timeout,
+        max_messages_per_author=consensus.max_messages_per_author,
+        max_bytes_per_author=consensus.max_bytes_per_author,
     ), transport, gathering=Gathering(
         min_interval=consensus.block_period if consensus.block_period != whole_period else 0.0))
     transport.bind_runtime(runtime)

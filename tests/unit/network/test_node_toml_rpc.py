@@ -81,3 +81,18 @@ def test_bad_limits_are_named(config: Path, line: str, field: str, problem: str)
     message = str(info.value)
     assert message.startswith(f"{config}: {field}: "), message
     assert problem in message
+
+
+def test_consensus_memory_budgets_are_read_and_checked(config: Path) -> None:
+    """[consensus] max_messages_per_author / max_bytes_per_author: QbftConfig's per-author
+    memory budgets, settable per node; too small a budget would starve honest rounds."""
+    assert load_node_config(config).consensus.max_messages_per_author == 256
+    text = re.sub(r"^max_messages_per_author = .*$", "max_messages_per_author = 64", config.read_text(),
+                  flags=re.MULTILINE)
+    text = re.sub(r"^max_bytes_per_author = .*$", "max_bytes_per_author = 2097152", text, flags=re.MULTILINE)
+    config.write_text(text)
+    consensus = load_node_config(config).consensus
+    assert (consensus.max_messages_per_author, consensus.max_bytes_per_author) == (64, 2_097_152)
+    config.write_text(text.replace("max_messages_per_author = 64", "max_messages_per_author = 3"))
+    with pytest.raises(ConfigError, match="consensus.max_messages_per_author: .*at least 16"):
+        load_node_config(config)

@@ -44,6 +44,9 @@ error names the file and the field (`/…/node.toml: rpc.port: …`). The format
     # peer_message_burst = 4000         # ... with this burst
     # peer_score_limit = 100.0          # misbehaviour score that disconnects a peer
 
+    [storage]
+    full_check_on_start = true          # read every key with checksums at start (false: sizes only)
+
     [tls]
     cert = "/…/nodes/hospital-a/tls.pem"        # issued by the org's CA, binds `address`
     key = "/…/nodes/hospital-a/keys/tls.key"    # 0600
@@ -202,6 +205,7 @@ class NodeFileConfig:
     peers: tuple[PeerConfig, ...] = ()
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     rpc_admin: bool = False  # [rpc] admin: serve administrative JSON-RPC methods
+    storage_full_check: bool = True  # [storage] full_check_on_start (NodeConfig.storage_full_check)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     source: Path | None = None  # the file this was read from
     # -- p2p budgets (helper p2p): overrides of node.p2p.peers.P2PBudgets from [p2p] -----
@@ -234,6 +238,7 @@ def node_config_to_dict(config: NodeFileConfig) -> dict[str, Any]:
         "genesis": str(config.genesis),
         "validator_key_file": str(config.validator_key_file),
         "rpc": {"host": config.rpc_host, "port": config.rpc_port, "admin": config.rpc_admin},
+        "storage": {"full_check_on_start": config.storage_full_check},
         "p2p": {"host": config.p2p_host, "port": config.p2p_port, **dict(config.p2p_budgets)},
         "tls": {"cert": str(config.tls_cert), "key": str(config.tls_key),
                 "ca_bundle": str(config.ca_bundle)},
@@ -437,6 +442,9 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
     rpc_host, rpc_port = rpc.host("host"), rpc.port("port")
     rpc_admin = rpc.flag("admin", False)
     rpc.finish()
+    storage = top.table("storage", required=False)
+    storage_full_check = storage.flag("full_check_on_start", True)
+    storage.finish()
     limits = _read_limits(top.table("limits", required=False))
     p2p = top.table("p2p")
     p2p_host, p2p_port = p2p.host("host"), p2p.port("port")
@@ -511,6 +519,7 @@ def load_node_config(path: str | os.PathLike[str], *, check_files: bool = True) 
         genesis=genesis, validator_key_file=key_file, rpc_host=rpc_host, rpc_port=rpc_port,
         p2p_host=p2p_host, p2p_port=p2p_port, tls_cert=tls_cert, tls_key=tls_key,
         ca_bundle=ca_bundle, peers=tuple(peers), consensus=consensus, rpc_admin=rpc_admin,
+        storage_full_check=storage_full_check,
         limits=limits, source=file, p2p_budgets=p2p_budgets,
     )
 

@@ -297,7 +297,8 @@ def start_config(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, cfg.name)
     log = logging.getLogger("rxledger.node")
     config = NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port, node_name=cfg.name,
-                        rpc_admin=cfg.rpc_admin, **cfg.limits.node_config_fields())
+                        rpc_admin=cfg.rpc_admin, storage_full_check=cfg.storage_full_check,
+                        **cfg.limits.node_config_fields())
     opened = _open_node(config, genesis, key)
     if opened is None:
         return 1

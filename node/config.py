@@ -67,4 +67,7 @@ class NodeConfig:
     rpc_admin: bool = False
     pool: PoolLimits = field(default_factory=PoolLimits)
     node_name: str = "dev"
+    # Read every key of the store with checksums verified at start (0.4-4 s per 470 MB
+    # measured; False: table sizes and footers only). geth and Besu check nothing at start.
+    storage_full_check: bool = True
     dev: bool = False  # the one-validator development chain

@@ -48,7 +48,8 @@ class NodeService:
     ) -> None:
         self.config = config
         self.store = store if store is not None else open_store(
-            str(config.data_dir / "chaindata") if config.data_dir else None
+            str(config.data_dir / "chaindata") if config.data_dir else None,
+            full_check=config.storage_full_check,
         )
         # chaincode None: the native chaincodes of chaincode_py at 0x…1001-1003 (Chain's default)
         self.chain = Chain(self.store, genesis, chaincode)

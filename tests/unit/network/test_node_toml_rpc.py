@@ -96,3 +96,16 @@ def test_consensus_memory_budgets_are_read_and_checked(config: Path) -> None:
     config.write_text(text.replace("max_messages_per_author = 64", "max_messages_per_author = 3"))
     with pytest.raises(ConfigError, match="consensus.max_messages_per_author: .*at least 16"):
         load_node_config(config)
+
+
+def test_the_full_storage_check_at_start_can_be_turned_off(config: Path) -> None:
+    """[storage] full_check_on_start: on by default (every key read with its checksum); an
+    operator of a store of many GB can keep only the table size and footer checks."""
+    assert load_node_config(config).storage_full_check is True
+    config.write_text(re.sub(r"^full_check_on_start = .*$", "full_check_on_start = false",
+                             config.read_text(), flags=re.MULTILINE))
+    assert load_node_config(config).storage_full_check is False
+    config.write_text(re.sub(r"^full_check_on_start = .*$", 'full_check_on_start = "no"',
+                             config.read_text(), flags=re.MULTILINE))
+    with pytest.raises(ConfigError, match="storage.full_check_on_start: must be true or false"):
+        load_node_config(config)

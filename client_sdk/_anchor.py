@@ -613,7 +613,7 @@ def _check_anchoring_in_block(a: AnchorProof, *, expected_chain_id: int | None =
     except InvalidBlock as exc:
         raise VerificationFailed(f"header: {exc}") from None
     if encode_header(header) != a.header:
-        # rlp's integer decoding also takes an empty list for 0: other bytes, same header.
+        # Defence in depth: decode_header accepts canonical RLP only, so re-encoding must give the same bytes.
         raise VerificationFailed("header: not in canonical RLP")
     if header.number != a.block_number:
         raise VerificationFailed(f"header: it is block {header.number}, the receipt says {a.block_number}")

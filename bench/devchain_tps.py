@@ -60,7 +60,7 @@ from machine_info import machine
 
 CHAIN_ID = 2024
 GAS = 100_000
-MAX_NONCE_GAP = 64  # node.txpool.pool.PoolLimits.max_nonce_gap
+MAX_NONCE_GAP = 64  # per-account nonces in flight: the old pool's window, kept so figures compare (the pool now holds 16+ pending and 256 gapped per account: PoolLimits)
 
 
 # -- machine -------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ import httpx
 from devchain_tps import percentile, process_cpu_seconds
 from machine_info import machine
 
-MAX_NONCE_GAP = 64  # node.txpool.pool.PoolLimits.max_nonce_gap
+MAX_NONCE_GAP = 64  # per-account nonces in flight: the old pool's window, kept so figures compare (the pool now holds 16+ pending and 256 gapped per account: PoolLimits)
 LOOKAHEAD = 16  # blocks asked for in one batch per poll
 TRANSFER_GAS = 21_000
 

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from node.errors import NodeError
+from node.errors import InvalidTransaction, NodeError, TxPoolRefused
 from node.p2p.frames import MAX_FRAME_SIZE, Kind, Status, encode_blocks, encode_get_blocks
 from node.p2p.peers import PeerNetwork, fit_blocks
 from node.types.blocks import Block, decode_block, encode_block
@@ -198,7 +198,13 @@ class P2PTransport:
             return
         try:
             self.submit_transaction(raw)
-        except NodeError as exc:  # already known, nonce too low, …: routine with gossip
+        except TxPoolRefused as exc:  # already known, nonce too low, …: routine with gossip
+            log.debug("transaction from 0x%s not admitted: %s", peer.hex()[:8], exc)
+        except InvalidTransaction as exc:
+            # Undecodable or wrongly signed: an honest peer gossips only what it admitted.
+            log.debug("malformed transaction from 0x%s: %s", peer.hex()[:8], exc)
+            self.bad_message(peer, f"malformed transaction: {exc}")
+        except NodeError as exc:
             log.debug("transaction from 0x%s not admitted: %s", peer.hex()[:8], exc)
 
     def on_get_blocks(self, peer: bytes, from_height: int, count: int) -> list[bytes]:

@@ -164,3 +164,28 @@ def test_the_transport_passes_the_sender_in_and_its_misbehaviour_out(service) ->
     transport.on_blocks(PEER, [b"\xc0"])  # an undecodable block in a sync answer
     assert network.bad[-1][0] == PEER and "undecodable block" in network.bad[-1][1]
     assert runtime.failed is None
+
+
+def test_a_malformed_gossiped_transaction_scores_its_sender_but_a_routine_refusal_does_not(service) -> None:
+    """An honest peer gossips only transactions it admitted, so bytes that do not decode
+    as a signed transaction are the sender's misbehaviour; "already known" or "nonce too
+    low" are routine with gossip and cost the peer nothing."""
+
+    class Scoring:
+        def __init__(self) -> None:
+            self.bad: list[tuple[bytes, str]] = []
+
+        def bad_message(self, peer: bytes, reason: str) -> None:
+            self.bad.append((peer, reason))
+
+    from node.p2p.transport import P2PTransport
+
+    transport = P2PTransport(service.chain, submit_transaction=service.submit_raw_transaction)
+    network = Scoring()
+    transport.attach(network)  # type: ignore[arg-type]
+    transport.on_transaction(PEER, b"\xc3\x01\x02\x03")  # an RLP list, not a transaction
+    assert network.bad and network.bad[0][0] == PEER and "malformed transaction" in network.bad[0][1]
+    raw = raw_tx(0)
+    transport.on_transaction(PEER, raw)
+    transport.on_transaction(PEER, raw)  # already known: routine
+    assert len(network.bad) == 1, network.bad

@@ -25,6 +25,7 @@ from node.crypto import private_key_to_address
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
 from node.p2p import Kind, MemoryNetwork, MemoryTransport, P2PTransport
 from node.rpc.app import create_app
+from node.runtime import NoPeers
 from node.service import NodeService
 
 DEV_CONSENSUS = QbftConfig(block_period=0.0, empty_block_period=None, round_timeout=1.0, max_round_timeout=10.0)
@@ -155,24 +156,12 @@ def test_syncing_far_behind_is_503_until_caught_up(services):
         net.stop()
 
 
-class _Announced:
+class _Announced(NoPeers):
     """Peers as the p2p layer reports them (address and announced STATUS head); reaches
     nobody. Stands in for connected peers whose STATUS frames say `heads`."""
 
     def __init__(self, heads: dict[bytes, int]) -> None:
         self.heads = heads
-
-    def broadcast(self, data: bytes) -> None:
-        pass
-
-    def send(self, peer: bytes, data: bytes) -> None:
-        pass
-
-    def request_blocks(self, peer: bytes, from_height: int) -> None:
-        pass
-
-    def push_blocks(self, peer: bytes, from_height: int) -> None:
-        pass
 
     def peers(self) -> list[dict[str, object]]:
         return [{"address": "0x" + a.hex(), "head": h} for a, h in self.heads.items()]

@@ -34,7 +34,7 @@ from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.crypto import private_key_to_address
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
-from node.runtime import load_wal
+from node.runtime import NoPeers, load_wal
 from node.service import NodeService
 from node.storage import LevelDBStore, StorageCorrupted, StorageFull
 
@@ -301,7 +301,7 @@ def test_a_full_disk_is_storage_full_then_writes_are_refused_and_the_store_reope
         kv.close()
 
 
-class Capture:
+class Capture(NoPeers):
     """A transport that records what a validator would have sent."""
 
     def __init__(self) -> None:
@@ -313,14 +313,6 @@ class Capture:
     def send(self, peer: bytes, data: bytes) -> None:
         self.sent.append(data)
 
-    def request_blocks(self, peer: bytes, from_height: int) -> None:
-        pass
-
-    def push_blocks(self, peer: bytes, from_height: int) -> None:
-        pass
-
-    def peers(self) -> list[dict[str, object]]:
-        return []
 
 
 def _fill(mount: Path) -> Path:

@@ -19,6 +19,7 @@ from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.errors import StorageError
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
+from node.runtime import NoPeers
 from node.service import NodeService
 
 SENDER = Account.from_key(dev_accounts()[9].private_key)
@@ -31,27 +32,12 @@ def raw_tx(nonce: int) -> bytes:
     return bytes(SENDER.sign_transaction(tx).raw_transaction)
 
 
-class Reporting:
+class Reporting(NoPeers):
     """A transport that reaches nobody and records whom the runtime reported."""
 
     def __init__(self) -> None:
         self.bad: list[tuple[bytes, str]] = []
         self.lock = threading.Lock()
-
-    def broadcast(self, data: bytes) -> None:
-        pass
-
-    def send(self, peer: bytes, data: bytes) -> None:
-        pass
-
-    def request_blocks(self, peer: bytes, from_height: int) -> None:
-        pass
-
-    def push_blocks(self, peer: bytes, from_height: int) -> None:
-        pass
-
-    def peers(self) -> list[dict[str, object]]:
-        return []
 
     def bad_message(self, peer: bytes, reason: str) -> None:
         with self.lock:

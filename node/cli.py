@@ -32,24 +32,21 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _nonneg_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
-    return number
+def _nonneg(kind: type[float] | type[int], what: str) -> Callable[[str], float]:
+    """An argparse type: a number of `kind` that is not negative."""
+    def parse(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {what}: {value!r}") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+        return number
+    return parse
 
 
-def _nonneg_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
-    return number
+_nonneg_float = _nonneg(float, "a number")
+_nonneg_int = _nonneg(int, "an integer")
 
 
 def build_parser() -> argparse.ArgumentParser:

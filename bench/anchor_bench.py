@@ -48,8 +48,8 @@ from machine_info import machine
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from client_sdk._anchor import Anchorer, AnchorReceipt, Trust, verify_receipt, verify_receipts  # noqa: E402
-from node.crypto import private_key_to_address  # noqa: E402
 from node.genesis import DEV_CHAIN_ID, dev_accounts, dev_validator_key  # noqa: E402
+from rxledger.core.crypto import private_key_to_address  # noqa: E402
 
 ANCHORER = 1  # dev account 1: an enrolled prescriber
 

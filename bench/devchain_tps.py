@@ -240,8 +240,8 @@ def deploy_counter(rpc: Rpc, timeout: float) -> tuple[bytes, int]:
     from eth_abi import encode
     from eth_account import Account
 
-    from node.artifacts import load_artifact
     from node.genesis import dev_accounts
+    from rxledger.core.artifacts import load_artifact
 
     deployer = Account.from_key(dev_accounts()[9].private_key)
     art = load_artifact("Counter")

@@ -38,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     from eth_account import Account
     from eth_utils.crypto import keccak
 
-    from node.artifacts import load_artifact
     from node.config import NodeConfig
     from node.consensus.qbft import QbftConfig
-    from node.errors import TxPoolRefused
     from node.genesis import dev_accounts, dev_genesis, dev_validator_key
     from node.service import NodeService
+    from rxledger.core.artifacts import load_artifact
+    from rxledger.core.errors import TxPoolRefused
 
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-inproc-"))
     config = NodeConfig(data_dir=tmp, dev=True)

@@ -28,14 +28,14 @@ from machine_info import machine
 SIZES = (32, 64, 136, 532, 4096)
 BACKENDS = {"pycryptodome": pycryptodome.keccak256, "pysha3": pysha3.keccak256}
 
-# Modules of the node that bind `node.crypto.keccak256` at import time; patched with the
+# Modules of the node that bind `rxledger.core.crypto.keccak256` at import time; patched with the
 # eth-hash hasher so the end-to-end figure switches every keccak of the process.
 _NODE_KECCAK_MODULES = (
-    "node.crypto",
-    "node.types.headers",
-    "node.types.transactions",
+    "rxledger.core.crypto",
+    "rxledger.core.types.headers",
+    "rxledger.core.types.transactions",
     "node.consensus.validators",
-    "node.rpc.formatting",
+    "rxledger.core.wire",
 )
 
 
@@ -74,13 +74,13 @@ def end_to_end(repeats: int, n_txs: int) -> dict[str, object]:
     from eth_account import Account
     from eth_utils import keccak
 
-    import node.rpc.formatting  # noqa: F401  (so its keccak256 binding is patched too)
-    from node.artifacts import load_artifact
+    import rxledger.core.wire  # noqa: F401  (so its keccak256 binding is patched too)
     from node.chain import Chain
-    from node.crypto import private_key_to_address
     from node.genesis import dev_accounts, dev_genesis, dev_validator_key
     from node.storage import MemoryStore
-    from node.types import decode_transaction
+    from rxledger.core.artifacts import load_artifact
+    from rxledger.core.crypto import private_key_to_address
+    from rxledger.core.types import decode_transaction
 
     accounts = dev_accounts()
     deployer = Account.from_key(accounts[9].private_key)

@@ -639,12 +639,12 @@ def network_part(args: argparse.Namespace) -> dict[str, Any]:
 # -- in process ----------------------------------------------------------------------------
 def inprocess_part(block_txs: int, repeats: int) -> dict[str, Any]:
     """`Chain.build_block` of `block_txs` issues, then reviews, then dispenses, per engine."""
-    from node.artifacts import load_artifact
     from node.chain import Chain
-    from node.crypto import private_key_to_address
     from node.genesis import dev_genesis, dev_validator_key
     from node.storage import MemoryStore
-    from node.types import decode_transaction
+    from rxledger.core.artifacts import load_artifact
+    from rxledger.core.crypto import private_key_to_address
+    from rxledger.core.types import decode_transaction
 
     deploy = load_deploy_module()
     proposer = private_key_to_address(dev_validator_key())

@@ -30,11 +30,11 @@ import lifecycle_bench as lb  # noqa: E402
 from eth_utils.crypto import keccak  # noqa: E402
 
 from node.chain import Chain  # noqa: E402
-from node.crypto import private_key_to_address  # noqa: E402
 from node.genesis import dev_genesis, dev_validator_key  # noqa: E402
 from node.storage import MemoryStore  # noqa: E402
-from node.types import decode_transaction  # noqa: E402
-from node.types.transactions import SignedTransaction  # noqa: E402
+from rxledger.core.crypto import private_key_to_address  # noqa: E402
+from rxledger.core.types import decode_transaction  # noqa: E402
+from rxledger.core.types.transactions import SignedTransaction  # noqa: E402
 
 NOW = 1_700_000_000
 

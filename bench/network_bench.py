@@ -249,7 +249,7 @@ class RpcError(Exception):
 
 
 def decode_round(extra_hex: str) -> int | None:
-    from node.types.headers import decode_extra
+    from rxledger.core.types.headers import decode_extra
 
     try:
         return decode_extra(bytes.fromhex(extra_hex[2:])).round
@@ -814,9 +814,9 @@ def build_chain(net: Net, count: int) -> dict:
     from network.genesis import load_genesis
     from node.config import NodeConfig
     from node.consensus.validators import quorum
-    from node.crypto import encode_signature, private_key_to_address, sign_hash
     from node.service import NodeService
-    from node.types.headers import recover_seal_signers, seal_hash
+    from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
+    from rxledger.core.types.headers import recover_seal_signers, seal_hash
 
     cfgs = [load_node_config(n.config) for n in net.info.nodes if n.is_validator]
     keys = {private_key_to_address(k): k for k in (c.load_validator_key() for c in cfgs)}

@@ -58,7 +58,7 @@ ANCHOR_REGISTRY = bytes.fromhex("00" * 18 + "1003")
 def anchor_data(root: bytes) -> bytes:
     from eth_abi.abi import encode
 
-    from node.crypto import keccak256
+    from rxledger.core.crypto import keccak256
 
     return keccak256(b"anchor(bytes32,uint64,bytes32)")[:4] + encode(["bytes32", "uint64", "bytes32"],
                                                                      [root, 1, b"\x00" * 32])
@@ -68,7 +68,7 @@ def presign(args: argparse.Namespace, accounts: list[tuple[bytes, bytes]], nonce
             gas: int) -> list[Tx]:
     from eth_account import Account
 
-    from node.crypto import keccak256
+    from rxledger.core.crypto import keccak256
 
     salt = os.urandom(8)
     out = []

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from node.config import NodeConfig
     from node.consensus.qbft import QbftConfig
     from node.service import NodeService
-    from node.types.blocks import decode_block, encode_block
+    from rxledger.core.types.blocks import decode_block, encode_block
 
     if args.no_fsync:
         from node.storage.leveldb import LevelDBStore

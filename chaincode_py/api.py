@@ -2,7 +2,7 @@
 
 A chaincode is a subclass of `Chaincode` bound to a Solidity artifact (`artifact =
 "PrescriptionRegistry"`): its dispatch table is built from the artifact's ABI
-(`node.artifacts.load_artifact(name)["abi"]`), so the native chaincode and the Solidity
+(`rxledger.core.artifacts.load_artifact(name)["abi"]`), so the native chaincode and the Solidity
 contract answer the same selectors with the same encodings. Each ABI function is
 implemented by a method marked `@abi("name")`; a function of the ABI without a method (or
 a method the ABI does not know) fails at import.
@@ -52,9 +52,9 @@ from eth_abi.decoding import ContextFramesBytesIO
 from eth_abi.exceptions import DecodingError
 from eth_abi.registry import registry as abi_registry
 
-from node.artifacts import load_artifact
-from node.crypto import keccak256
-from node.types.receipts import Log
+from rxledger.core.artifacts import load_artifact
+from rxledger.core.crypto import keccak256
+from rxledger.core.types.receipts import Log
 
 __all__ = [
     "ERROR_SELECTOR",

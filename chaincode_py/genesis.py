@@ -9,9 +9,9 @@ Solidity contract: organisation id = keccak256(name), kinds and roles as codes.
 
 from __future__ import annotations
 
-from node.crypto import keccak256
-from node.errors import NodeError
 from node.genesis import ORG_KIND_CODES, ROLE_CODES, GenesisConfig
+from rxledger.core.crypto import keccak256
+from rxledger.core.errors import NodeError
 
 
 class GenesisError(NodeError):

@@ -38,13 +38,13 @@ from chaincode_py.genesis import GenesisError, governance_arguments
 from chaincode_py.governance import Governance
 from chaincode_py.governance import is_enrolled as governance_is_enrolled
 from chaincode_py.prescriptions import PrescriptionRegistry
-from node.crypto import keccak256
-from node.errors import ExecutionError
 from node.execution.chaincode import GOVERNANCE, BlockInfo, ChaincodeCall, ChaincodeResult
 from node.genesis import GenesisConfig
 from node.storage.base import KeyValueStore
 from node.storage.chain_store import CHAINCODE
-from node.types._rlp import rlp_bytes, rlp_list
+from rxledger.core.crypto import keccak256
+from rxledger.core.errors import ExecutionError
+from rxledger.core.types.rlp_codec import rlp_bytes, rlp_list
 
 __all__ = ["COMMITMENT_KEY", "NativeChaincodeHost", "NativeSession", "StaleChaincodeState",
            "block_commitment"]

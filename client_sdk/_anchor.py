@@ -82,20 +82,20 @@ from client_sdk._ledger import (
 )
 from client_sdk._merkle import audit_paths, root_from_path, tree_levels
 from client_sdk._rpc import AsyncRpc, Call, Flow, Rpc
-from node.consensus.light_client import (
+from rxledger.core.crypto import keccak256
+from rxledger.core.errors import InvalidBlock, InvalidTransaction
+from rxledger.core.light_client import (
     LightClientError,
     TrustedState,
+    validators_commitment,
     verify_final_header,
     verify_header,
 )
-from node.consensus.validators import validators_commitment
-from node.crypto import keccak256
-from node.errors import InvalidBlock, InvalidTransaction
-from node.rpc.formatting import header_from_rpc
-from node.types._rlp import decode_rlp
-from node.types.headers import Header, block_hash, decode_header, encode_header
-from node.types.receipts import Log, Receipt, decode_receipt, encode_receipt
-from node.types.transactions import decode_transaction
+from rxledger.core.types.headers import Header, block_hash, decode_header, encode_header
+from rxledger.core.types.receipts import Log, Receipt, decode_receipt, encode_receipt
+from rxledger.core.types.rlp_codec import decode_rlp
+from rxledger.core.types.transactions import decode_transaction
+from rxledger.core.wire import header_from_rpc
 
 __all__ = [
     "AnchorProof",

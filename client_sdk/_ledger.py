@@ -19,7 +19,7 @@ from eth_utils.crypto import keccak
 
 from client_sdk._errors import ClientError, NotFinal, NotFound, Refused, RpcError
 from client_sdk._rpc import Call, Flow, Sleep
-from node.artifacts import load_artifact
+from rxledger.core.artifacts import load_artifact
 
 __all__ = [
     "ANCHOR_REGISTRY",

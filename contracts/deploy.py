@@ -47,8 +47,8 @@ from eth_utils.crypto import keccak  # noqa: E402
 from web3 import HTTPProvider, Web3  # noqa: E402
 from web3.middleware import ExtraDataToPOAMiddleware  # noqa: E402
 
-from node.artifacts import load_artifact  # noqa: E402
 from node.genesis import DEV_ACCOUNT_ROLES, DEV_CHAIN_ID, derive_dev_key  # noqa: E402
+from rxledger.core.artifacts import load_artifact  # noqa: E402
 
 DEFAULT_RPC = "http://127.0.0.1:8545"
 DEPLOYER_INDEX = 9

@@ -12,5 +12,5 @@
 Modules: `config` (node.toml), `genesis` (genesis.json), `layout` (directory layout and
 network.json), `init`, `deploy`, `launcher`, `pki` (org CAs, node TLS certificates),
 `cli` (argparse commands), `errors`. Errors derive from `network.errors.NetworkError`,
-itself a `node.errors.NodeError`.
+itself a `rxledger.core.errors.NodeError`.
 """

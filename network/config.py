@@ -94,8 +94,8 @@ from network import _toml
 from network.errors import ConfigError
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.crypto import SECP256K1_N, private_key_to_address
 from node.txpool.pool import PoolLimits
+from rxledger.core.crypto import SECP256K1_N, private_key_to_address
 
 KINDS = ("hospital", "pharmacy", "regulator")
 ROLES = ("validator", "observer")

@@ -1,6 +1,6 @@
 """Errors of the consortium tooling (`network/`), under the node's root `NodeError`.
 
-    NodeError                      (node.errors)
+    NodeError                      (rxledger.core.errors)
     └── NetworkError               anything `network init`, `up`, `down`, `add-node` refuse
         ├── ConfigError            a node.toml, genesis.json or network.json is invalid;
         │                          the message names the file and the field
@@ -15,7 +15,7 @@ Every message is one or a few lines a person can act on.
 
 from __future__ import annotations
 
-from node.errors import NodeError
+from rxledger.core.errors import NodeError
 
 
 class NetworkError(NodeError):

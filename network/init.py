@@ -50,8 +50,8 @@ from network.layout import (
     org_ca_paths,
     save_network,
 )
-from node.crypto import SECP256K1_N, private_key_to_address
 from node.genesis import DEV_CHAIN_ID, dev_accounts
+from rxledger.core.crypto import SECP256K1_N, private_key_to_address
 
 DEFAULT_ORGS = "hospital-a:hospital,hospital-b:hospital,pharmacy-a:pharmacy,regulator:regulator"
 DEFAULT_NET_DIR = Path(".rxledger/net")

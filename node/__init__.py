@@ -1,3 +1,5 @@
 """RxLedger: a permissioned QBFT blockchain node for electronic prescriptions."""
 
-__version__ = "0.1.0"
+from rxledger import __version__
+
+__all__ = ["__version__"]

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 
 from chaincode_py.host import NativeChaincodeHost
 from node.consensus.validators import VoteTally, tally_vote, validators_commitment
-from node.errors import InvalidBlock, NodeError
 from node.execution.chaincode import (
     PLACEHOLDER_CODE,
     ChaincodeGenesis,
@@ -31,8 +30,10 @@ from node.execution.executor import BlockEnv, BlockExecution, Executor
 from node.genesis import GenesisConfig
 from node.storage import chain_store as cs
 from node.storage.base import KeyValueStore
-from node.types.blocks import Block, ordered_trie_root
-from node.types.headers import (
+from node.validation import validate_header
+from rxledger.core.errors import InvalidBlock, NodeError
+from rxledger.core.types.blocks import Block, ordered_trie_root
+from rxledger.core.types.headers import (
     BASE_FEE_PER_GAS,
     BLOB_GAS_USED,
     EMPTY_OMMERS_HASH,
@@ -50,9 +51,8 @@ from node.types.headers import (
     block_hash,
     encode_extra,
 )
-from node.types.receipts import Receipt
-from node.types.transactions import SignedTransaction
-from node.validation import validate_header
+from rxledger.core.types.receipts import Receipt
+from rxledger.core.types.transactions import SignedTransaction
 
 log = logging.getLogger(__name__)
 

@@ -132,8 +132,8 @@ def _server_class() -> type:
 
 def _open_node(config: NodeConfig, genesis: GenesisConfig, key: bytes) -> tuple[socket.socket, NodeService] | None:
     """Bind the RPC port, then open the store and chain; None (reason printed) if either fails."""
-    from node.errors import NodeError
     from node.service import NodeService
+    from rxledger.core.errors import NodeError
 
     try:
         sock = _bind(config.rpc_host, config.rpc_port)
@@ -279,10 +279,10 @@ def start_config(args: argparse.Namespace) -> int:
     from network.errors import NetworkError
     from network.genesis import load_genesis
     from node.consensus.qbft import QbftConfig
-    from node.errors import NodeError
     from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
     from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist, follow_governance
     from node.runtime import Gathering
+    from rxledger.core.errors import NodeError
 
     try:
         cfg = load_node_config(args.config)

@@ -22,7 +22,7 @@ honest node must derive the same address → organisation map:
   different map refuses or accepts connections differently, but cannot make or accept a
   different block. Leaving it out keeps every existing genesis hash and data directory.
 - validators added later: the header vote that adds one names its organisation
-  (`node.types.headers.Vote.org`), tallied by `node.consensus.validators` into the vote
+  (`rxledger.core.types.headers.Vote.org`), tallied by `node.consensus.validators` into the vote
   tally every node keeps per block, so the binding is derived from the final headers.
 
 The dev chain has one validator and no p2p layer; its genesis binds none (so existing
@@ -40,7 +40,7 @@ from functools import cache, lru_cache
 
 from eth_account import Account
 
-from node.crypto import private_key_to_address
+from rxledger.core.crypto import private_key_to_address
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 DEV_CHAIN_ID = 2024

@@ -38,12 +38,12 @@ from typing import Protocol
 
 from node.chain import Chain
 from node.consensus.qbft import QbftConfig, QbftNode, Ready, SyncRequest, WalRecord
-from node.errors import InvalidBlock, NodeError, StorageError
 from node.execution.executor import BlockExecution
 from node.storage import chain_store as cs
 from node.txpool.pool import TxPool
-from node.types.blocks import Block
-from node.types.headers import Vote
+from rxledger.core.errors import InvalidBlock, NodeError, StorageError
+from rxledger.core.types.blocks import Block
+from rxledger.core.types.headers import Vote
 
 log = logging.getLogger("rxledger.consensus")
 

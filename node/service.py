@@ -17,8 +17,6 @@ from typing import Any
 from node.chain import Chain
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.crypto import private_key_to_address
-from node.errors import NodeError, StorageError, TxPoolRefused
 from node.execution.chaincode import GOVERNANCE, ChaincodeHost
 from node.genesis import GenesisConfig
 from node.p2p.allowlist import governance_org_ids, org_id
@@ -26,10 +24,12 @@ from node.runtime import ConsensusRuntime, Gathering, Transport
 from node.storage import open_store
 from node.storage.base import KeyValueStore
 from node.txpool.pool import TxPool
-from node.types.blocks import Block
-from node.types.headers import Vote, is_valid_org_name
-from node.types.receipts import Receipt
-from node.types.transactions import decode_transaction
+from rxledger.core.crypto import private_key_to_address
+from rxledger.core.errors import NodeError, StorageError, TxPoolRefused
+from rxledger.core.types.blocks import Block
+from rxledger.core.types.headers import Vote, is_valid_org_name
+from rxledger.core.types.receipts import Receipt
+from rxledger.core.types.transactions import decode_transaction
 
 log = logging.getLogger("rxledger.node")
 

@@ -34,8 +34,8 @@ What the rules leave to others:
 from __future__ import annotations
 
 from node.consensus.validators import VoteTally, tally_vote, validators_commitment
-from node.errors import InvalidBlock
-from node.types.headers import (
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.types.headers import (
     BASE_FEE_PER_GAS,
     BLOB_GAS_USED,
     EMPTY_OMMERS_HASH,

@@ -22,7 +22,7 @@ Bytes from peers are decoded here and nowhere else, in two steps that raise only
 recovers the author (a few hundred bytes; what the message carries stays bytes), and
 `Envelope.open` decodes the block and the justifications, which `QbftNode` asks for
 only once the author is a validator of the height (and, for a proposal, the proposer of
-its round) within its budget. Every part goes through `node.types._rlp.decode_rlp`, with
+its round) within its budget. Every part goes through `rxledger.core.types.rlp_codec.decode_rlp`, with
 a size and depth limit checked before anything descends into it.
 """
 
@@ -33,10 +33,16 @@ from typing import cast
 
 import rlp
 
-from node.crypto import decode_signature, encode_signature, keccak256, recover_address, sign_hash
-from node.errors import InvalidBlock, NodeError
-from node.types._rlp import decode_rlp, decode_rlp_list_items, rlp_list
-from node.types.blocks import Block, decode_block, encode_block
+from rxledger.core.crypto import (
+    decode_signature,
+    encode_signature,
+    keccak256,
+    recover_address,
+    sign_hash,
+)
+from rxledger.core.errors import InvalidBlock, NodeError
+from rxledger.core.types.blocks import Block, decode_block, encode_block
+from rxledger.core.types.rlp_codec import decode_rlp, decode_rlp_list_items, rlp_list
 
 PROPOSAL = 0x12
 PREPARE = 0x13
@@ -217,7 +223,7 @@ def encode_message(msg: Message) -> bytes:
 
 # Each part of a message is decoded on its own, with its own depth limit: the envelope
 # (its top-level items' bounds only), the signed payload (depth 3: [[h, r, [pr, pd]],
-# sig]), a block (`node.types.blocks.BLOCK_DEPTH`), a justification (depth 4).
+# sig]), a block (`rxledger.core.types.blocks.BLOCK_DEPTH`), a justification (depth 4).
 # A signed payload is [[height, round, digest | [round, digest], seal?], signature]: under
 # 300 bytes with honest integers; this leaves room and refuses anything bigger unread.
 MAX_SIGNED_BYTES = 1024

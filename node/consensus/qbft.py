@@ -74,23 +74,23 @@ from node.consensus.messages import (
     sign_payload,
 )
 from node.consensus.validators import VoteTally, quorum, tally_vote, validators_commitment
-from node.crypto import (
+from rxledger.core.crypto import (
     decode_signature,
     encode_signature,
     private_key_to_address,
     recover_address,
     sign_hash,
 )
-from node.errors import InvalidBlock, InvalidTransaction
-from node.types._rlp import decode_rlp, decode_rlp_list_items, rlp_list
-from node.types.blocks import Block, decode_block, encode_block
-from node.types.headers import (
+from rxledger.core.errors import InvalidBlock, InvalidTransaction
+from rxledger.core.types.blocks import Block, decode_block, encode_block
+from rxledger.core.types.headers import (
     Header,
     block_hash,
     encode_extra,
     recover_seal_signers,
     seal_hash,
 )
+from rxledger.core.types.rlp_codec import decode_rlp, decode_rlp_list_items, rlp_list
 
 BlockValidator = Callable[[Block], "str | None"]
 

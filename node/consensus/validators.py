@@ -5,7 +5,7 @@ proposer (the header's coinbase). A change takes effect at the next block once m
 than half of the validators in force have voted for the same change; each validator's
 latest vote on a target counts once. When the set changes, all pending ballots reset,
 as in Besu. A vote to add may name the new validator's organisation
-(`node.types.headers.Vote.org`); the tally then records that binding, which every node
+(`rxledger.core.types.headers.Vote.org`); the tally then records that binding, which every node
 derives alike from the headers (the p2p layer checks the validator's certificate
 against it).
 
@@ -22,8 +22,16 @@ from dataclasses import dataclass
 import rlp
 from rlp.sedes import Binary, CountableList, List, big_endian_int, binary
 
-from node.crypto import keccak256
-from node.types.headers import Vote
+from rxledger.core.light_client import quorum, validators_commitment
+from rxledger.core.types.headers import Vote
+
+__all__ = [
+    "VoteTally",
+    "apply_votes",
+    "quorum",
+    "tally_vote",
+    "validators_commitment",
+]
 
 _address = Binary.fixed_length(20)
 _BALLOTS = CountableList(List([_address, big_endian_int, CountableList(_address)], strict=True))
@@ -125,11 +133,3 @@ def apply_votes(validators: tuple[bytes, ...], votes: Iterable[tuple[bytes, Vote
     return tally.validators
 
 
-def validators_commitment(validators: Iterable[bytes]) -> bytes:
-    """keccak256(RLP(sorted validators)): what a header commits to for the next block."""
-    return keccak256(rlp.encode(sorted(validators)))
-
-
-def quorum(n: int) -> int:
-    """QBFT quorum: ceil(2n/3)."""
-    return -(-2 * n // 3)

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from node.types.receipts import Log
+from rxledger.core.types.receipts import Log
 
 if TYPE_CHECKING:
     from node.genesis import GenesisConfig

@@ -40,8 +40,8 @@ from eth_typing import Address
 
 from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeSession
 from node.storage.base import KeyValueStore
-from node.types._rlp import rlp_bytes, rlp_int, rlp_list
-from node.types.transactions import SignedTransaction
+from rxledger.core.types.rlp_codec import rlp_bytes, rlp_int, rlp_list
+from rxledger.core.types.transactions import SignedTransaction
 
 STATE_PREFIX = b"s"  # keyspace of EVM trie nodes and contract code in the store
 
@@ -300,7 +300,7 @@ def to_evm_transaction(stx: SignedTransaction) -> Any:
     """
     tx = _builder.decode(stx.raw)
     tx.__dict__["sender"] = stx.sender
-    # The signature was checked when decoded (node.types); py-evm's executor would
+    # The signature was checked when decoded (rxledger.core.types); py-evm's executor would
     # recover it again inside validate() (~6 % of block building).
     tx.__dict__["check_signature_validity"] = _signature_checked
     inner = getattr(tx, "_inner", None)

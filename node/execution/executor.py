@@ -33,7 +33,6 @@ from eth_abi.abi import decode as abi_decode
 from eth_typing import Address, BlockNumber, Hash32
 from eth_utils.exceptions import ValidationError as EVMValidationError
 
-from node.errors import ExecutionError, InvalidBlock, Reverted
 from node.execution.chaincode import BlockInfo, ChaincodeHost, NoChaincode
 from node.execution.evm import (
     CallDeadlineExceeded,
@@ -48,9 +47,10 @@ from node.execution.evm import (
 )
 from node.execution.native import apply_native_transaction
 from node.storage.base import KeyValueStore
-from node.types.headers import EMPTY_TRIE_ROOT
-from node.types.receipts import Log, Receipt, encode_receipt, logs_bloom, merge_blooms
-from node.types.transactions import (
+from rxledger.core.errors import ExecutionError, InvalidBlock, Reverted
+from rxledger.core.types.headers import EMPTY_TRIE_ROOT
+from rxledger.core.types.receipts import Log, Receipt, encode_receipt, logs_bloom, merge_blooms
+from rxledger.core.types.transactions import (
     LegacyTransaction,
     SignedTransaction,
     calldata_floor_gas,

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeSession
 from node.execution.evm import RxLedgerState
-from node.types.receipts import Log
-from node.types.transactions import (
+from rxledger.core.types.receipts import Log
+from rxledger.core.types.transactions import (
     DynamicFeeTransaction,
     LegacyTransaction,
     SignedTransaction,

@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from node.crypto import keccak256
 from node.execution.chaincode import GOVERNANCE
 from node.genesis import GenesisConfig
+from rxledger.core.crypto import keccak256
 
 log = logging.getLogger("rxledger.p2p")
 

@@ -13,7 +13,7 @@ alone, before its body is read.
     TX          0x02  one raw signed transaction
     CONSENSUS   0x03  one QBFT message
     GET_BLOCKS  0x04  RLP[from_height, count]
-    BLOCKS      0x05  RLP[block…], each item the bytes of `node.types.blocks.encode_block`
+    BLOCKS      0x05  RLP[block…], each item the bytes of `rxledger.core.types.blocks.encode_block`
                       (a byte string, so the block bytes travel as they were encoded)
     DISCONNECT  0x06  a UTF-8 reason
 
@@ -28,8 +28,8 @@ from enum import IntEnum
 
 import rlp
 
-from node.errors import NodeError
-from node.types._rlp import decode_rlp
+from rxledger.core.errors import NodeError
+from rxledger.core.types.rlp_codec import decode_rlp
 
 MAX_FRAME_SIZE = 8 * 1024 * 1024
 PROTOCOL_VERSION = 1

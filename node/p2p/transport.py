@@ -42,10 +42,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from node.errors import InvalidTransaction, NodeError, TxPoolRefused
 from node.p2p.frames import MAX_FRAME_SIZE, Kind, Status, encode_blocks, encode_get_blocks
 from node.p2p.peers import PeerNetwork, fit_blocks
-from node.types.blocks import Block, decode_block, encode_block
+from rxledger.core.errors import InvalidTransaction, NodeError, TxPoolRefused
+from rxledger.core.types.blocks import Block, decode_block, encode_block
 
 log = logging.getLogger("rxledger.p2p")
 

@@ -37,7 +37,6 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from node.errors import NodeError
 from node.rpc.decode import RequestDecodeError, decode_request
 from node.rpc.errors import (
     INTERNAL_ERROR,
@@ -48,6 +47,7 @@ from node.rpc.errors import (
 )
 from node.rpc.methods import ADMIN, METHOD_GROUPS, METHODS
 from node.service import NodeService
+from rxledger.core.errors import NodeError
 
 log = logging.getLogger("rxledger.rpc")
 

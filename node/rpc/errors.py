@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from node.errors import (
+from rxledger.core.errors import (
     ExecutionError,
     InvalidBlock,
     InvalidTransaction,

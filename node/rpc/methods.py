@@ -16,12 +16,12 @@ from typing import Any, TypeVar
 
 from chaincode_py.host import StaleChaincodeState
 from node import __version__
-from node.errors import ExecutionError, NodeError, Reverted, TxPoolRefused
 from node.execution.executor import BlockEnv, CallTimeout
 from node.rpc.errors import SERVER_ERROR, InvalidParams, RpcError
-from node.rpc.formatting import d, format_block, format_log, format_receipt, format_transaction, q
 from node.service import NodeService
-from node.types.headers import Header
+from rxledger.core.errors import ExecutionError, NodeError, Reverted, TxPoolRefused
+from rxledger.core.types.headers import Header
+from rxledger.core.wire import d, format_block, format_log, format_receipt, format_transaction, q
 
 Method = Callable[[NodeService, list[Any]], Any]
 T = TypeVar("T")

@@ -21,7 +21,7 @@ Contract summary:
 * After `close()` every operation raises `StorageError`; closing twice is fine.
 
 Backend failures surface as `StorageError` (re-exported here from
-`node.errors`), never as a backend-specific exception type. Two kinds have their own
+`rxledger.core.errors`), never as a backend-specific exception type. Two kinds have their own
 subclasses because an operator acts on them differently: `StorageCorrupted` (the files
 are damaged: restore from a backup or resync; the node never repairs a store itself)
 and `StorageFull` (no space left on the device: free space and restart).
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from typing import Protocol, runtime_checkable
 
-from node.errors import StorageError
+from rxledger.core.errors import StorageError
 
 __all__ = [
     "BufferedWriteBatch",

@@ -24,10 +24,10 @@ from collections.abc import Mapping
 import rlp
 
 from node.storage.base import KeyValueStore
-from node.types._rlp import rlp_bytes, rlp_int, rlp_list
-from node.types.blocks import Block, decode_body, encode_body
-from node.types.headers import Header, decode_header, encode_header
-from node.types.receipts import Receipt, decode_receipt, encode_receipt
+from rxledger.core.types.blocks import Block, decode_body, encode_body
+from rxledger.core.types.headers import Header, decode_header, encode_header
+from rxledger.core.types.receipts import Receipt, decode_receipt, encode_receipt
+from rxledger.core.types.rlp_codec import rlp_bytes, rlp_int, rlp_list
 
 HEADER = b"H"
 BODY = b"B"

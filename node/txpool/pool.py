@@ -40,8 +40,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from node.errors import InvalidTransaction, TxPoolRefused
-from node.types.transactions import SignedTransaction, validate_transaction
+from rxledger.core.errors import InvalidTransaction, TxPoolRefused
+from rxledger.core.types.transactions import SignedTransaction, validate_transaction
 
 log = logging.getLogger("rxledger.txpool")
 

@@ -36,12 +36,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.chain import Chain
-from node.crypto import keccak256, private_key_to_address, sign_hash
 from node.execution.chaincode import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.storage import MemoryStore
-from node.types import decode_transaction
-from node.types.transactions import DynamicFeeTransaction, LegacyTransaction, SignedTransaction
+from rxledger.core.crypto import keccak256, private_key_to_address, sign_hash
+from rxledger.core.types import decode_transaction
+from rxledger.core.types.transactions import (
+    DynamicFeeTransaction,
+    LegacyTransaction,
+    SignedTransaction,
+)
 
 START = 1_700_000_000
 FUNDS = 10**24

@@ -443,8 +443,8 @@ def test_close_during_batch_block_raises_on_commit(store: KeyValueStore) -> None
 
 
 def test_storage_error_is_a_node_error() -> None:
-    from node.errors import NodeError
     from node.storage import base
+    from rxledger.core.errors import NodeError
 
     assert issubclass(StorageError, NodeError)
     assert base.StorageError is StorageError

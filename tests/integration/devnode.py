@@ -197,7 +197,7 @@ def make_web3(url: str):
 
 
 def counter_artifact() -> dict[str, Any]:
-    from node.artifacts import load_artifact
+    from rxledger.core.artifacts import load_artifact
 
     return load_artifact("Counter")
 

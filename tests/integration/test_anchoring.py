@@ -29,10 +29,9 @@ from client_sdk._anchor import (
 from client_sdk._errors import Refused, VerificationFailed
 from client_sdk._merkle import leaf_hash
 from client_sdk._rpc import Rpc
-from node.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
 from node.genesis import dev_validator_key
-from node.rpc.formatting import header_from_rpc
-from node.types.headers import (
+from rxledger.core.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
+from rxledger.core.types.headers import (
     QbftExtra,
     block_hash,
     decode_extra,
@@ -41,6 +40,7 @@ from node.types.headers import (
     encode_header,
     seal_hash,
 )
+from rxledger.core.wire import header_from_rpc
 
 PRESCRIBER = 1  # an enrolled account: may anchor
 DEPLOYER = 9  # enrolled in no organisation: may not

@@ -21,12 +21,12 @@ from starlette.testclient import TestClient
 
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.crypto import private_key_to_address
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
 from node.p2p import Kind, MemoryNetwork, MemoryTransport, P2PTransport
 from node.rpc.app import create_app
 from node.runtime import NoPeers
 from node.service import NodeService
+from rxledger.core.crypto import private_key_to_address
 
 DEV_CONSENSUS = QbftConfig(block_period=0.0, empty_block_period=None, round_timeout=1.0, max_round_timeout=10.0)
 

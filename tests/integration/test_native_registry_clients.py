@@ -3,7 +3,7 @@
 Against a real `rxledger node start --dev` process (the `dev_node` fixture): the dev chain
 serves the native chaincode at 0x…1001 from genesis with the development setup, and the
 clients know it only by the Solidity artifact's ABI
-(`node.artifacts.load_artifact("PrescriptionRegistry")["abi"]`).
+(`rxledger.core.artifacts.load_artifact("PrescriptionRegistry")["abi"]`).
 
 - web3.py: issue, review and dispense through contract functions (gas estimated by the
   node), `process_receipt` decodes Issued / StatusChanged / Dispensed with the right
@@ -34,7 +34,7 @@ from eth_utils.crypto import keccak
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from node.artifacts import load_artifact
+from rxledger.core.artifacts import load_artifact
 
 REGISTRY = to_checksum_address("0x0000000000000000000000000000000000001001")
 JS_DIR = Path(__file__).resolve().parent / "js"

@@ -507,10 +507,10 @@ def test_validators_decide_over_tls_and_a_restarted_empty_one_catches_up(net: Ne
 
     from node.config import NodeConfig
     from node.consensus.qbft import QbftConfig
-    from node.crypto import private_key_to_address
     from node.genesis import GenesisConfig, derive_dev_key, dev_accounts, dev_genesis
     from node.p2p import P2PTransport
     from node.service import NodeService
+    from rxledger.core.crypto import private_key_to_address
 
     keys = sorted((derive_dev_key(600 + i) for i in range(4)), key=private_key_to_address)
     addresses = [private_key_to_address(k) for k in keys]
@@ -764,7 +764,7 @@ def test_an_honest_burst_within_the_default_budget_is_delivered_whole(net: Net) 
 def test_a_peer_sending_bad_messages_is_scored_and_disconnected_honest_ones_stay(
         net: Net, caplog: pytest.LogCaptureFixture) -> None:
     from node.consensus.messages import decode_message
-    from node.errors import NodeError
+    from rxledger.core.errors import NodeError
 
     caplog.set_level(logging.INFO, logger=LOG)
     received: list[tuple[bytes, bytes]] = []

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from devnode import rpc, rpc_result, sign_and_send
 
-from node.consensus.light_client import TrustedState, verify_header
-from node.crypto import private_key_to_address
 from node.genesis import dev_accounts, dev_validator_key
-from node.rpc.formatting import header_from_rpc
-from node.types import decode_header, encode_header
-from node.types.headers import Header
+from rxledger.core.crypto import private_key_to_address
+from rxledger.core.light_client import TrustedState, verify_header
+from rxledger.core.types import decode_header, encode_header
+from rxledger.core.types.headers import Header
+from rxledger.core.wire import header_from_rpc
 
 VALIDATOR = "0x" + private_key_to_address(dev_validator_key()).hex()
 

@@ -32,11 +32,11 @@ from storage_load import Load, check_final_kept, presign, presign_load
 
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.crypto import private_key_to_address
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.runtime import NoPeers, load_wal
 from node.service import NodeService
 from node.storage import LevelDBStore, StorageCorrupted, StorageFull
+from rxledger.core.crypto import private_key_to_address
 
 REMEDY_WORDS = ("restore the data directory from a backup or snapshot", "resync")
 

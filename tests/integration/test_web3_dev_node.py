@@ -29,7 +29,7 @@ from eth_keys import keys
 from eth_utils import keccak, to_checksum_address
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 
-from node.types.headers import (
+from rxledger.core.types.headers import (
     Header,
     block_hash,
     decode_header,

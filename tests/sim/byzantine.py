@@ -60,10 +60,10 @@ from node.consensus.messages import (
     sign_payload,
 )
 from node.consensus.validators import tally_vote, validators_commitment
-from node.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
-from node.errors import InvalidBlock
-from node.types.blocks import Block
-from node.types.headers import (
+from rxledger.core.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.types.blocks import Block
+from rxledger.core.types.headers import (
     Header,
     Vote,
     decode_extra,

@@ -2,7 +2,7 @@
 
 Each `SimNode` wraps a `QbftNode` with its own chain of final blocks (a list), its WAL
 (a list of records, "persisted" before messages leave) and a clock driven by the
-simulator. Blocks are real `node.types.Block`s with real headers and seals, but carry
+simulator. Blocks are real `rxledger.core.types.Block`s with real headers and seals, but carry
 no transactions: consensus is what is under test, not execution. A block is invalid
 (as execution would find it) when its state root is `INVALID_STATE_ROOT`.
 
@@ -42,15 +42,16 @@ from typing import Any
 
 import rlp
 
-from node.consensus.light_client import LightClientError, TrustedState, verify_header
 from node.consensus.messages import COMMIT, ROUND_CHANGE, STEP_OF
 from node.consensus.qbft import QbftConfig, QbftNode, Ready, WalRecord
 from node.consensus.validators import VoteTally, tally_vote, validators_commitment
-from node.crypto import private_key_to_address
-from node.errors import InvalidBlock
 from node.genesis import derive_dev_key
-from node.types.blocks import Block
-from node.types.headers import (
+from node.validation import validate_header
+from rxledger.core.crypto import private_key_to_address
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.light_client import LightClientError, TrustedState, verify_header
+from rxledger.core.types.blocks import Block
+from rxledger.core.types.headers import (
     EMPTY_OMMERS_HASH,
     EMPTY_REQUESTS_HASH,
     EMPTY_TRIE_ROOT,
@@ -63,7 +64,6 @@ from node.types.headers import (
     decode_extra,
     encode_extra,
 )
-from node.validation import validate_header
 
 INVALID_STATE_ROOT = b"\xba\xd0" * 16
 GENESIS_TIME = 1_700_000_000

@@ -81,9 +81,9 @@ from node.consensus.messages import (
 )
 from node.consensus.qbft import QbftConfig
 from node.consensus.validators import quorum
-from node.crypto import keccak256, private_key_to_address
-from node.types.blocks import Block
-from node.types.headers import Vote, decode_extra, recover_seal_signers, seal_hash
+from rxledger.core.crypto import keccak256, private_key_to_address
+from rxledger.core.types.blocks import Block
+from rxledger.core.types.headers import Vote, decode_extra, recover_seal_signers, seal_hash
 
 UPDATE_ENV = "RXLEDGER_UPDATE_TRACES"
 MAX_DELIVERIES = 20_000

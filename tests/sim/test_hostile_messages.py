@@ -44,9 +44,9 @@ from node.consensus.messages import (
     sign_payload,
 )
 from node.consensus.qbft import QbftConfig
-from node.crypto import encode_signature, private_key_to_address, sign_hash
-from node.types._rlp import rlp_bytes, rlp_list
-from node.types.headers import encode_header, seal_hash
+from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
+from rxledger.core.types.headers import encode_header, seal_hash
+from rxledger.core.types.rlp_codec import rlp_bytes, rlp_list
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
 from fuzzing import deep_lists, fuzz, mutated_bytes, mutated_tree  # noqa: E402

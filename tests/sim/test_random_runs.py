@@ -63,9 +63,9 @@ from node.consensus.messages import (
     encode_message,
     sign_payload,
 )
-from node.crypto import encode_signature, sign_hash
-from node.types.blocks import Block
-from node.types.headers import decode_extra, encode_extra, seal_hash
+from rxledger.core.crypto import encode_signature, sign_hash
+from rxledger.core.types.blocks import Block
+from rxledger.core.types.headers import decode_extra, encode_extra, seal_hash
 
 
 def test_random_run(sim_seed: int, sim_runs: Any) -> None:

@@ -37,17 +37,18 @@ from harness import GENESIS_TIME, Network, SimNode, validator_keys  # noqa: E402
 from node.chain import Chain  # noqa: E402
 from node.config import NodeConfig  # noqa: E402
 from node.consensus.qbft import QbftConfig  # noqa: E402
-from node.crypto import encode_signature, private_key_to_address, sign_hash  # noqa: E402
-from node.errors import InvalidBlock  # noqa: E402
 from node.genesis import GenesisConfig, dev_accounts, dev_genesis  # noqa: E402
 from node.runtime import ConsensusRuntime  # noqa: E402
 from node.service import NodeService  # noqa: E402
 from node.storage import MemoryStore  # noqa: E402
 from node.storage.leveldb import LevelDBStore  # noqa: E402
 from node.txpool.pool import TxPool  # noqa: E402
-from node.types import decode_transaction  # noqa: E402
-from node.types.blocks import Block  # noqa: E402
-from node.types.headers import (  # noqa: E402
+from node.validation import validate_header  # noqa: E402
+from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash  # noqa: E402
+from rxledger.core.errors import InvalidBlock  # noqa: E402
+from rxledger.core.types import decode_transaction  # noqa: E402
+from rxledger.core.types.blocks import Block  # noqa: E402
+from rxledger.core.types.headers import (  # noqa: E402
     HEADER_FIELDS,
     Header,
     block_hash,
@@ -55,7 +56,6 @@ from node.types.headers import (  # noqa: E402
     encode_extra,
     seal_hash,
 )
-from node.validation import validate_header  # noqa: E402
 
 CASES = tuple(HEADER_MUTATIONS)
 KEYS = tuple(sorted(validator_keys(4, offset=700), key=private_key_to_address))

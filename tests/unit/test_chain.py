@@ -12,11 +12,8 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
-from node.artifacts import load_artifact
 from node.chain import Chain
 from node.consensus.validators import apply_votes, quorum, validators_commitment
-from node.crypto import private_key_to_address
-from node.errors import ExecutionError, InvalidBlock, NodeError, Reverted
 from node.execution.chaincode import (
     PRESCRIPTION_REGISTRY,
     BlockInfo,
@@ -25,7 +22,10 @@ from node.execution.chaincode import (
 )
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
 from node.storage import LevelDBStore, MemoryStore
-from node.types import Log, Vote, decode_extra, decode_transaction
+from rxledger.core.artifacts import load_artifact
+from rxledger.core.crypto import private_key_to_address
+from rxledger.core.errors import ExecutionError, InvalidBlock, NodeError, Reverted
+from rxledger.core.types import Log, Vote, decode_extra, decode_transaction
 
 ACCOUNTS = dev_accounts()
 DEPLOYER = Account.from_key(ACCOUNTS[9].private_key)
@@ -359,7 +359,7 @@ def test_stored_receipts_and_transaction_index_are_pyrlps_encodings():
     import rlp
 
     from node.storage import chain_store as cs
-    from node.types.receipts import encode_receipt
+    from rxledger.core.types.receipts import encode_receipt
 
     chain = Chain(MemoryStore(), dev_genesis())
     txs = [signed(n, to=ACCOUNTS[1].address, gas=21_000) for n in range(130)]  # index 128 needs two bytes

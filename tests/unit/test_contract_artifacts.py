@@ -1,6 +1,6 @@
 """Tests for the committed Solidity artifacts (contracts/artifacts) and their toolchain.
 
-* the artifacts load through ``node.artifacts`` and look sane;
+* the artifacts load through ``rxledger.core.artifacts`` and look sane;
 * ``python contracts/build.py --check`` reproduces them byte-for-byte with the
   pinned solcjs (skipped only when npm/node are not installed);
 * the prague-targeted Counter bytecode deploys and runs on a bare in-memory
@@ -19,7 +19,7 @@ from eth_abi import decode, encode
 from eth_keys import keys
 from eth_utils import function_signature_to_4byte_selector, keccak, to_wei
 
-from node.artifacts import ARTIFACTS_DIR, REPO_ROOT, load_artifact
+from rxledger.core.artifacts import ARTIFACTS_DIR, REPO_ROOT, load_artifact
 
 BUILD_SCRIPT = REPO_ROOT / "contracts" / "build.py"
 PACKAGE_JSON = REPO_ROOT / "contracts" / "package.json"

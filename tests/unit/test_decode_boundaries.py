@@ -48,8 +48,6 @@ from node.consensus.messages import (
     sign_payload,
 )
 from node.consensus.qbft import WalRecord, _decode_prepared, _encode_prepared, _Prepared
-from node.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
-from node.errors import InvalidBlock, InvalidTransaction
 from node.p2p.frames import (
     Kind,
     P2PError,
@@ -65,10 +63,11 @@ from node.p2p.frames import (
     encode_get_blocks,
     encode_status,
 )
-from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list
-from node.types.blocks import Block, decode_block, encode_block, encode_body
-from node.types.blocks import decode_body as decode_block_body
-from node.types.headers import (
+from rxledger.core.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
+from rxledger.core.errors import InvalidBlock, InvalidTransaction
+from rxledger.core.types.blocks import Block, decode_block, encode_block, encode_body
+from rxledger.core.types.blocks import decode_body as decode_block_body
+from rxledger.core.types.headers import (
     EMPTY_OMMERS_HASH,
     EMPTY_REQUESTS_HASH,
     EMPTY_TRIE_ROOT,
@@ -83,8 +82,9 @@ from node.types.headers import (
     encode_header,
     seal_hash,
 )
-from node.types.receipts import Log, Receipt, decode_receipt, encode_receipt
-from node.types.transactions import (
+from rxledger.core.types.receipts import Log, Receipt, decode_receipt, encode_receipt
+from rxledger.core.types.rlp_codec import decode_rlp, rlp_bytes, rlp_int, rlp_list
+from rxledger.core.types.transactions import (
     DYNAMIC_FEE_TX_TYPE,
     DynamicFeeTransaction,
     LegacyTransaction,

@@ -10,11 +10,11 @@ import time
 import pytest
 
 from node.config import NodeConfig
-from node.errors import ExecutionError
 from node.execution.evm import CallDeadlineExceeded, _DeadlineChecked
 from node.execution.executor import BlockEnv, CallTimeout
 from node.genesis import dev_accounts, dev_genesis
 from node.service import NodeService
+from rxledger.core.errors import ExecutionError
 
 LOOP = bytes.fromhex("5b5f56")  # JUMPDEST PUSH0 JUMP, run as creation code: loops by jumping
 # No jump: one CALL (to our own address, which has no code yet), then STOP.

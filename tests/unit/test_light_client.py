@@ -1,4 +1,4 @@
-"""node.consensus.light_client: a light client walks a real sealed chain from genesis
+"""rxledger.core.light_client: a light client walks a real sealed chain from genesis
 across a validator addition and a removal, and rejects each kind of bad header with a
 reason that names it."""
 
@@ -11,19 +11,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.chain import Chain
-from node.consensus.light_client import (
+from node.consensus.validators import quorum, validators_commitment
+from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
+from node.storage import MemoryStore
+from rxledger.core.crypto import SECP256K1_N, encode_signature, private_key_to_address, sign_hash
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.light_client import (
     LightClientError,
     TrustedState,
     verify_chain,
     verify_final_header,
     verify_header,
 )
-from node.consensus.validators import quorum, validators_commitment
-from node.crypto import SECP256K1_N, encode_signature, private_key_to_address, sign_hash
-from node.errors import InvalidBlock
-from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
-from node.storage import MemoryStore
-from node.types.headers import Header, Vote, block_hash, decode_extra, encode_extra, seal_hash
+from rxledger.core.types.headers import (
+    Header,
+    Vote,
+    block_hash,
+    decode_extra,
+    encode_extra,
+    seal_hash,
+)
 
 KEYS = {private_key_to_address(k): k for k in (derive_dev_key(i) for i in range(200, 205))}
 ADDRS = [private_key_to_address(derive_dev_key(i)) for i in range(200, 205)]

@@ -1,4 +1,4 @@
-"""node.types._rlp.decode_rlp: the one RLP decoder for untrusted bytes, checked against
+"""rxledger.core.types.rlp_codec.decode_rlp: the one RLP decoder for untrusted bytes, checked against
 pyrlp (same items on every input pyrlp accepts, a typed error on every other), its limits
 checked before any recursion, and its cost linear where pyrlp's was not."""
 
@@ -9,7 +9,7 @@ from fuzzing import deep_lists, fuzz, hostile_inputs, mutated_bytes, mutated_tre
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.types._rlp import MalformedRLP, decode_rlp, decode_rlp_list_items, rlp_list
+from rxledger.core.types.rlp_codec import MalformedRLP, decode_rlp, decode_rlp_list_items, rlp_list
 
 _items = st.recursive(st.binary(max_size=70), lambda children: st.lists(children, max_size=6),
                       max_leaves=30)

@@ -16,10 +16,10 @@ from starlette.testclient import TestClient
 
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.crypto import keccak256
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
 from node.rpc.app import create_app
 from node.service import NodeService
+from rxledger.core.crypto import keccak256
 
 ANCHOR_REGISTRY = "0x0000000000000000000000000000000000001003"
 SENDER = Account.from_key(dev_accounts()[0].private_key)  # hospital-a's admin: enrolled

@@ -23,12 +23,12 @@ from node.consensus.messages import (
     sign_payload,
 )
 from node.consensus.qbft import QbftConfig, QbftNode
-from node.crypto import encode_signature, private_key_to_address, sign_hash
 from node.genesis import GenesisConfig, derive_dev_key, dev_accounts, dev_genesis, dev_validator_key
 from node.runtime import WAL_PREFIX, ConsensusRuntime, Gathering, load_wal
 from node.service import NodeService
-from node.types import recover_seal_signers
-from node.types.headers import seal_hash
+from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
+from rxledger.core.types import recover_seal_signers
+from rxledger.core.types.headers import seal_hash
 
 DEPLOYER = Account.from_key(dev_accounts()[9].private_key)
 

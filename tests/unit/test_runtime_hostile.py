@@ -17,10 +17,10 @@ from fuzzing import deep_lists
 
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.errors import StorageError
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
 from node.runtime import NoPeers
 from node.service import NodeService
+from rxledger.core.errors import StorageError
 
 SENDER = Account.from_key(dev_accounts()[9].private_key)
 PEER = b"\x42" * 20

@@ -14,15 +14,15 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from node.config import NodeConfig
-from node.errors import InvalidTransaction, TxPoolRefused
 from node.genesis import dev_accounts, dev_genesis
 from node.p2p.memory import MemoryNetwork, MemoryTransport
 from node.p2p.transport import P2PTransport
 from node.service import NodeService
 from node.txpool import PoolLimits, TxPool
 from node.txpool.pool import slots_of
-from node.types import decode_transaction
-from node.types.transactions import SignedTransaction
+from rxledger.core.errors import InvalidTransaction, TxPoolRefused
+from rxledger.core.types import decode_transaction
+from rxledger.core.types.transactions import SignedTransaction
 
 ACCOUNTS = dev_accounts()
 TO = to_checksum_address(ACCOUNTS[1].address)

@@ -1,4 +1,4 @@
-"""node.types: transactions against eth-account's encoding, header hash rules, codecs."""
+"""rxledger.core.types: transactions against eth-account's encoding, header hash rules, codecs."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
-from node.errors import InvalidBlock, InvalidTransaction
 from node.genesis import dev_accounts
-from node.types import (
+from rxledger.core.crypto import encode_signature, keccak256, private_key_to_address, sign_hash
+from rxledger.core.errors import InvalidBlock, InvalidTransaction
+from rxledger.core.types import (
     Block,
     Log,
     QbftExtra,
@@ -35,8 +35,8 @@ from node.types import (
     seal_hash,
     validate_transaction,
 )
-from node.types.blocks import ordered_trie_root
-from node.types.headers import EMPTY_REQUESTS_HASH, EMPTY_TRIE_ROOT, QBFT_MIX_HASH, Header
+from rxledger.core.types.blocks import ordered_trie_root
+from rxledger.core.types.headers import EMPTY_REQUESTS_HASH, EMPTY_TRIE_ROOT, QBFT_MIX_HASH, Header
 
 KEY = dev_accounts()[9].private_key
 SENDER = dev_accounts()[9].address
@@ -281,7 +281,7 @@ def _pyrlp_block(block: Block) -> bytes:
 
 @pytest.mark.parametrize("kinds", ["", "L", "D", "LDLD", "DDDL" * 8])
 def test_block_and_body_encodings_equal_pyrlps(kinds):
-    from node.types.blocks import encode_body
+    from rxledger.core.types.blocks import encode_body
 
     makers = {"L": legacy, "D": dynamic}
     txs = tuple(decode_transaction(makers[k](nonce=i)) for i, k in enumerate(kinds))
@@ -338,7 +338,7 @@ def test_encode_receipt_matches_pyrlp_and_the_bloom_matches_eth_bloom(
         tx_type: int, status: int, gas: int, logs: tuple[Log, ...]) -> None:
     from eth_bloom.bloom import BloomFilter
 
-    from node.types.receipts import _encode_receipt_checked
+    from rxledger.core.types.receipts import _encode_receipt_checked
 
     reference = BloomFilter()
     for log in logs:
@@ -386,13 +386,13 @@ _access_st = st.one_of(st.just([]), st.lists(st.tuples(st.binary(min_size=20, ma
 
 
 def _legacy_payload(f: tuple) -> bytes:
-    from node.types.transactions import LEGACY_FIELDS
+    from rxledger.core.types.transactions import LEGACY_FIELDS
 
     return rlp.encode(list(f), LEGACY_FIELDS)
 
 
 def _dynamic_payload(f: tuple) -> bytes:
-    from node.types.transactions import DYNAMIC_FEE_FIELDS
+    from rxledger.core.types.transactions import DYNAMIC_FEE_FIELDS
 
     return rlp.encode([*f[:8], [[a, list(k)] for a, k in f[8]], *f[9:]], DYNAMIC_FEE_FIELDS)
 
@@ -429,7 +429,7 @@ def _pyrlp_or_none(payload: bytes, sedes) -> list | None:
 @given(st.tuples(_uint_st, _uint_st, _uint_st, _to_st, _uint_st, _data_st, _uint_st, _uint_st, _uint_st),
        st.data())
 def test_fast_legacy_decoding_agrees_with_pyrlp(fields, data) -> None:
-    from node.types.transactions import LEGACY_FIELDS, _fast_legacy
+    from rxledger.core.types.transactions import LEGACY_FIELDS, _fast_legacy
 
     payload = _legacy_payload(fields)
     assert _fast_legacy(payload) == fields  # canonical input: the fast path takes it
@@ -443,7 +443,7 @@ def test_fast_legacy_decoding_agrees_with_pyrlp(fields, data) -> None:
 @given(st.tuples(_uint_st, _uint_st, _uint_st, _uint_st, _uint_st, _to_st, _uint_st, _data_st, _access_st,
                  _uint_st, _uint_st, _uint_st), st.data())
 def test_fast_dynamic_fee_decoding_agrees_with_pyrlp(fields, data) -> None:
-    from node.types.transactions import DYNAMIC_FEE_FIELDS, _fast_dynamic_fee
+    from rxledger.core.types.transactions import DYNAMIC_FEE_FIELDS, _fast_dynamic_fee
 
     payload = _dynamic_payload(fields)
     fast = _fast_dynamic_fee(payload)
@@ -463,7 +463,7 @@ def test_fast_dynamic_fee_decoding_agrees_with_pyrlp(fields, data) -> None:
        st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1)),
        st.lists(st.binary(max_size=80), max_size=30))
 def test_rlp_helpers_match_pyrlp(value: bytes, number: int, items: list[bytes]) -> None:
-    from node.types._rlp import rlp_bytes, rlp_int, rlp_list
+    from rxledger.core.types.rlp_codec import rlp_bytes, rlp_int, rlp_list
 
     assert rlp_bytes(value) == rlp.encode(value)
     assert rlp_int(number) == rlp.encode(number)

@@ -45,9 +45,9 @@ from network.errors import LauncherError
 from network.init import DEFAULT_ORGS, P2P_PORT_OFFSET, init_network
 from network.launcher import down, up
 from network.layout import NetworkInfo, NodeInfo, load_network, node_paths
-from node.rpc.formatting import header_from_rpc
-from node.types import decode_header, encode_header
-from node.types.headers import Header, decode_extra, recover_seal_signers
+from rxledger.core.types import decode_header, encode_header
+from rxledger.core.types.headers import Header, decode_extra, recover_seal_signers
+from rxledger.core.wire import header_from_rpc
 
 T = TypeVar("T")
 

@@ -550,8 +550,8 @@ def check_invariants(runner: Runner) -> dict[str, Any]:
     from netload import DISPENSED_TOPIC, REGISTRY, calldata
 
     from node.consensus.validators import quorum
-    from node.errors import NodeError
-    from node.types.headers import (
+    from rxledger.core.errors import NodeError
+    from rxledger.core.types.headers import (
         EMPTY_OMMERS_HASH,
         EMPTY_REQUESTS_HASH,
         EMPTY_TRIE_ROOT,

@@ -97,7 +97,7 @@ class Byzantine:
     """The outbound hooks, bound to the node's chain, key and p2p network."""
 
     def __init__(self, key: bytes) -> None:
-        from node.crypto import private_key_to_address
+        from rxledger.core.crypto import private_key_to_address
 
         self.key = key
         self.address = private_key_to_address(key)
@@ -143,7 +143,7 @@ class Byzantine:
 
     def _proposal(self, msg: Any, block: Any) -> bytes:
         from node.consensus.messages import PROPOSAL, ProposalMsg, encode_message, sign_payload
-        from node.types.headers import seal_hash
+        from rxledger.core.types.headers import seal_hash
 
         signed = sign_payload(PROPOSAL, msg.signed.height, msg.signed.round, (seal_hash(block.header),),
                               self.key, self.address)
@@ -162,7 +162,7 @@ class Byzantine:
         return other
 
     def _invalid_block(self, block: Any) -> Any:
-        from node.types.blocks import Block
+        from rxledger.core.types.blocks import Block
 
         header = block.header
         junk = self.rng.randbytes(32)
@@ -177,7 +177,7 @@ class Byzantine:
 
     def _bad_commit(self, msg: Any) -> bytes:
         from node.consensus.messages import COMMIT, CommitMsg, encode_message, sign_payload
-        from node.crypto import encode_signature, sign_hash
+        from rxledger.core.crypto import encode_signature, sign_hash
 
         s = msg.signed
         variant = self.rng.randrange(3)
@@ -219,7 +219,7 @@ class Byzantine:
     def _head_items(self) -> Any:
         import rlp
 
-        from node.types import encode_header
+        from rxledger.core.types import encode_header
 
         return rlp.decode(encode_header(self.chain.head))
 
@@ -236,8 +236,8 @@ class Byzantine:
             encode_message,
             sign_payload,
         )
-        from node.crypto import encode_signature, sign_hash
         from node.p2p.frames import Kind
+        from rxledger.core.crypto import encode_signature, sign_hash
 
         rng, out = self.rng, []
         height = self.chain.head.number + 1

@@ -23,9 +23,9 @@ from netharness import Net, wait_until
 from network.config import load_validator_key
 from network.layout import node_paths
 from node.consensus.messages import PROPOSAL, encode_signed, sign_payload
-from node.crypto import private_key_to_address
 from node.p2p.frames import Kind, Status, decode_frames, decode_status, encode_frame, encode_status
-from node.types._rlp import rlp_bytes, rlp_list
+from rxledger.core.crypto import private_key_to_address
+from rxledger.core.types.rlp_codec import rlp_bytes, rlp_list
 
 BYZANTINE = "regulator"
 

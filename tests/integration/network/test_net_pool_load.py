@@ -26,7 +26,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from netharness import Net, hex_address, record, wait_until
 
-from node.crypto import keccak256
+from rxledger.core.crypto import keccak256
 
 ANCHOR_REGISTRY = "0x" + "00" * 18 + "1003"
 ANCHOR_SELECTOR = keccak256(b"anchor(bytes32,uint64,bytes32)")[:4]

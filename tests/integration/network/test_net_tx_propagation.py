@@ -12,7 +12,7 @@ import time
 from netharness import Net, wait_until
 
 from network.config import ConsensusSettings
-from node.types.headers import decode_extra
+from rxledger.core.types.headers import decode_extra
 
 CONSENSUS = ConsensusSettings(block_period=0.5, empty_block_period=1.0, round_timeout=1.0, max_round_timeout=4.0)
 OBSERVERS = ["relay@regulator"]

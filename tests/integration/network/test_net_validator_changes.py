@@ -17,7 +17,7 @@ import time
 from netharness import Net, extra_validators, record, wait_until
 
 from network.init import add_node
-from node.consensus.light_client import TrustedState, verify_header
+from rxledger.core.light_client import TrustedState, verify_header
 
 NEW = "hospital-a-2"
 REMOVED = "regulator"

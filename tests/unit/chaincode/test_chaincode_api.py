@@ -33,11 +33,11 @@ from chaincode_py.anchors import AnchorRegistry  # noqa: E402
 from chaincode_py.api import Meter, OutOfGas, Revert, WriteProtection  # noqa: E402
 from chaincode_py.governance import Governance  # noqa: E402
 from chaincode_py.prescriptions import PrescriptionRegistry  # noqa: E402
-from node.artifacts import load_artifact  # noqa: E402
 from node.chain import Chain  # noqa: E402
 from node.genesis import dev_genesis  # noqa: E402
 from node.storage import MemoryStore  # noqa: E402
-from node.types import Log  # noqa: E402
+from rxledger.core.artifacts import load_artifact  # noqa: E402
+from rxledger.core.types import Log  # noqa: E402
 
 COUNTER_ADDRESS = bytes.fromhex("0000000000000000000000000000000000001fff")
 
@@ -276,7 +276,7 @@ def test_a_value_transfer_to_a_chaincode_reverts_and_keeps_the_value() -> None:
     from eth_utils.address import to_checksum_address
 
     from node.genesis import dev_accounts
-    from node.types import decode_transaction
+    from rxledger.core.types import decode_transaction
 
     sender = dev_accounts()[1]
     chain = Chain(MemoryStore(), replace(dev_genesis(), balances=((sender.address, 10**18),)))

@@ -19,10 +19,7 @@ from solidity_harness import PROPOSER, Abi  # noqa: E402
 
 from chaincode_py import NativeChaincodeHost, StaleChaincodeState, block_commitment  # noqa: E402
 from chaincode_py.host import COMMITMENT_KEY  # noqa: E402
-from node.artifacts import load_artifact  # noqa: E402
 from node.chain import Chain  # noqa: E402
-from node.crypto import private_key_to_address  # noqa: E402
-from node.errors import InvalidBlock, NodeError, Reverted  # noqa: E402
 from node.execution.chaincode import (  # noqa: E402
     ANCHOR_REGISTRY,
     GOVERNANCE,
@@ -37,7 +34,10 @@ from node.genesis import dev_accounts, dev_genesis, dev_validator_key  # noqa: E
 from node.storage import MemoryStore  # noqa: E402
 from node.storage.chain_store import CHAINCODE  # noqa: E402
 from node.storage.leveldb import LevelDBStore  # noqa: E402
-from node.types import decode_transaction  # noqa: E402
+from rxledger.core.artifacts import load_artifact  # noqa: E402
+from rxledger.core.crypto import private_key_to_address  # noqa: E402
+from rxledger.core.errors import InvalidBlock, NodeError, Reverted  # noqa: E402
+from rxledger.core.types import decode_transaction  # noqa: E402
 
 RX = Abi(load_artifact("PrescriptionRegistry")["abi"])
 GOV = Abi(load_artifact("Governance")["abi"])

@@ -18,9 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
 from solidity_harness import PROPOSER, Abi  # noqa: E402
 
 from chaincode_py.genesis import GenesisError  # noqa: E402
-from node.artifacts import load_artifact  # noqa: E402
 from node.chain import Chain  # noqa: E402
-from node.errors import TxPoolRefused  # noqa: E402
 from node.execution.chaincode import GOVERNANCE, PRESCRIPTION_REGISTRY  # noqa: E402
 from node.genesis import (  # noqa: E402
     DEV_ORGS,
@@ -33,7 +31,9 @@ from node.genesis import (  # noqa: E402
 )
 from node.storage import MemoryStore  # noqa: E402
 from node.txpool import TxPool  # noqa: E402
-from node.types import decode_transaction  # noqa: E402
+from rxledger.core.artifacts import load_artifact  # noqa: E402
+from rxledger.core.errors import TxPoolRefused  # noqa: E402
+from rxledger.core.types import decode_transaction  # noqa: E402
 
 RX = Abi(load_artifact("PrescriptionRegistry")["abi"])
 GOV = Abi(load_artifact("Governance")["abi"])

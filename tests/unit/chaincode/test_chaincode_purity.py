@@ -6,7 +6,7 @@ import; and their code uses no floating point, no sets (iteration order), no `ha
 (per-process values) and no I/O builtins. The host (`chaincode_py/host.py`), which reads
 the store, and the genesis translation are not chaincode and are not scanned.
 
-One exception, by design: `node.artifacts` reads the contracts' ABI from disk once, when
+One exception, by design: `rxledger.core.artifacts` reads the contracts' ABI from disk once, when
 `chaincode_py.api` is imported (so both engines share one ABI); nothing reachable from a
 call reads a file.
 """
@@ -18,9 +18,11 @@ from pathlib import Path
 
 import chaincode_py
 import node
+import rxledger
 
 CHAINCODE_DIR = Path(chaincode_py.__file__).parent
 NODE_DIR = Path(node.__file__).parent
+RXLEDGER_DIR = Path(rxledger.__file__).parent
 CHAINCODE_MODULES = ("api.py", "prescriptions.py", "governance.py", "anchors.py")
 FORBIDDEN_IMPORTS = {
     "asyncio", "socket", "ssl", "selectors", "select", "subprocess", "threading", "multiprocessing",
@@ -30,7 +32,7 @@ FORBIDDEN_IMPORTS = {
     "node.storage", "node.rpc", "node.runtime", "node.service", "node.cli", "node.chain",
     "node.p2p", "node.consensus", "node.txpool", "chaincode_py.host", "chaincode_py.genesis",
 }
-LOAD_TIME_ONLY = {"node.artifacts"}  # reads the ABI once at import (see the docstring)
+LOAD_TIME_ONLY = {"rxledger.core.artifacts"}  # reads the ABI once at import (see the docstring)
 FORBIDDEN_CALLS = {"float", "set", "frozenset", "hash", "id", "open", "print", "input", "eval",
                    "exec", "compile", "__import__", "globals", "vars", "breakpoint"}
 
@@ -43,13 +45,13 @@ def imports_of(path: Path) -> set[str]:
             found.update(alias.name for alias in item.names)
         elif isinstance(item, ast.ImportFrom) and item.module and item.level == 0:
             found.add(item.module)
-            if item.module in ("node", "chaincode_py"):  # from package import module
+            if item.module in ("node", "chaincode_py", "rxledger", "rxledger.core"):  # from package import module
                 found.update(f"{item.module}.{alias.name}" for alias in item.names)
     return found
 
 
 def module_path(name: str) -> Path | None:
-    root = {"node": NODE_DIR, "chaincode_py": CHAINCODE_DIR}.get(name.split(".")[0])
+    root = {"node": NODE_DIR, "chaincode_py": CHAINCODE_DIR, "rxledger": RXLEDGER_DIR}.get(name.split(".")[0])
     if root is None:
         return None
     parts = name.split(".")[1:]
@@ -104,7 +106,7 @@ def test_chaincode_imports_nothing_nondeterministic() -> None:
                 if target is not None:
                     todo.append(target)
     assert not offenders, "\n".join(offenders)
-    assert CHAINCODE_DIR / "governance.py" in seen and NODE_DIR / "types" / "receipts.py" in seen
+    assert CHAINCODE_DIR / "governance.py" in seen and RXLEDGER_DIR / "core" / "types" / "receipts.py" in seen
 
 
 def test_chaincode_code_has_no_floats_sets_or_io() -> None:

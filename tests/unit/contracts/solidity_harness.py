@@ -27,12 +27,12 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from node.artifacts import load_artifact
 from node.chain import Chain
-from node.errors import Reverted
 from node.genesis import dev_accounts, dev_genesis
 from node.storage import MemoryStore
-from node.types import Log, decode_transaction
+from rxledger.core.artifacts import load_artifact
+from rxledger.core.errors import Reverted
+from rxledger.core.types import Log, decode_transaction
 
 PROPOSER = b"\x01" * 20
 START_TIME = 1_700_000_000

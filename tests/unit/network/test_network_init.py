@@ -21,9 +21,9 @@ from network.genesis import genesis_hash, load_genesis
 from network.init import add_node, init_network, parse_observers, parse_orgs
 from network.layout import NetworkInfo, load_network
 from node.chain import Chain
-from node.crypto import SECP256K1_N, private_key_to_address
 from node.genesis import GenesisConfig, dev_accounts
 from node.storage import MemoryStore
+from rxledger.core.crypto import SECP256K1_N, private_key_to_address
 
 INTERFACES_NODE_KEYS = {"name", "org", "kind", "rpc", "p2p", "validator", "dataDir", "config"}
 INTERFACES_ACCOUNT_KEYS = {"org", "role", "address", "privateKey"}

@@ -14,13 +14,13 @@ from network.errors import ConfigError
 from network.genesis import genesis_to_json, load_genesis, make_genesis, save_genesis
 from node.chain import Chain
 from node.consensus.validators import VoteTally, apply_votes, tally_vote
-from node.errors import InvalidBlock
 from node.genesis import DEV_ORGS, GenesisConfig, dev_genesis
 from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist, governance_org_ids, org_id
 from node.p2p.peers import P2PBudgets
 from node.p2p.service import P2PConfig
 from node.storage import MemoryStore
-from node.types.headers import QbftExtra, Vote, decode_extra, encode_extra
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.types.headers import QbftExtra, Vote, decode_extra, encode_extra
 
 A, B, C, D, E = (bytes([n]) * 20 for n in range(1, 6))
 
@@ -203,10 +203,10 @@ def test_governance_org_ids_reads_the_native_governance() -> None:
 
 # -- the light client (node and SDK) across an addition that names its organisation ---------
 def test_the_light_client_walks_a_sealed_chain_whose_addition_names_an_organisation() -> None:
-    from node.consensus.light_client import TrustedState, verify_chain
-    from node.crypto import encode_signature, private_key_to_address, sign_hash
     from node.genesis import derive_dev_key
-    from node.types.headers import seal_hash
+    from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
+    from rxledger.core.light_client import TrustedState, verify_chain
+    from rxledger.core.types.headers import seal_hash
 
     keys = {private_key_to_address(k): k for k in (derive_dev_key(i) for i in range(260, 265))}
     addresses = sorted(keys)
@@ -231,8 +231,8 @@ def test_the_light_client_walks_a_sealed_chain_whose_addition_names_an_organisat
 # -- qbft_proposeValidatorVote's organisation ------------------------------------------------
 def test_a_vote_to_add_names_a_known_organisation_where_genesis_binds_validators() -> None:
     from node.config import NodeConfig
-    from node.errors import NodeError
     from node.service import NodeService
+    from rxledger.core.errors import NodeError
 
     genesis = make_genesis(2024, [A, B, C, D], timestamp=0, orgs=DEV_ORGS,
                            validator_orgs=dict(zip([A, B, C, D], [o for o, _ in DEV_ORGS], strict=True)))

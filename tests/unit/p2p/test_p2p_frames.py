@@ -7,7 +7,6 @@ import rlp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.errors import NodeError
 from node.p2p.frames import (
     HEADER_SIZE,
     MAX_FRAME_SIZE,
@@ -31,6 +30,7 @@ from node.p2p.frames import (
     encode_status,
 )
 from node.p2p.peers import fit_blocks
+from rxledger.core.errors import NodeError
 
 kinds = st.sampled_from(list(Kind))
 payloads = st.binary(max_size=2048)

@@ -19,14 +19,14 @@ from eth_utils import to_checksum_address
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.consensus.validators import validators_commitment
-from node.crypto import private_key_to_address
-from node.errors import TxPoolRefused
 from node.genesis import GenesisConfig, derive_dev_key, dev_accounts, dev_genesis
 from node.p2p import Kind, MemoryNetwork, MemoryTransport, P2PTransport
 from node.p2p.frames import encode_blocks
 from node.service import NodeService
-from node.types.blocks import Block, encode_block
-from node.types.headers import (
+from rxledger.core.crypto import private_key_to_address
+from rxledger.core.errors import TxPoolRefused
+from rxledger.core.types.blocks import Block, encode_block
+from rxledger.core.types.headers import (
     EMPTY_OMMERS_HASH,
     EMPTY_REQUESTS_HASH,
     EMPTY_TRIE_ROOT,

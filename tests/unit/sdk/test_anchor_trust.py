@@ -11,10 +11,10 @@ import pytest
 from client_sdk._anchor import AnchorProof, Trust, _check_seals
 from client_sdk._errors import VerificationFailed
 from node.chain import Chain
-from node.crypto import encode_signature, private_key_to_address, sign_hash
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.storage import MemoryStore
-from node.types.headers import (
+from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
+from rxledger.core.types.headers import (
     Header,
     Vote,
     block_hash,

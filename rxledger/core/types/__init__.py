@@ -4,8 +4,8 @@ Plain frozen dataclasses with `encode_*` / `decode_*` functions; decoding raises
 node's typed errors (`InvalidTransaction`, `InvalidBlock`) with a readable message.
 """
 
-from node.types.blocks import Block, decode_block, encode_block, ordered_trie_root
-from node.types.headers import (
+from rxledger.core.types.blocks import Block, decode_block, encode_block, ordered_trie_root
+from rxledger.core.types.headers import (
     Header,
     QbftExtra,
     Vote,
@@ -17,8 +17,8 @@ from node.types.headers import (
     recover_seal_signers,
     seal_hash,
 )
-from node.types.receipts import Log, Receipt, decode_receipt, encode_receipt, logs_bloom
-from node.types.transactions import (
+from rxledger.core.types.receipts import Log, Receipt, decode_receipt, encode_receipt, logs_bloom
+from rxledger.core.types.transactions import (
     DynamicFeeTransaction,
     LegacyTransaction,
     SignedTransaction,

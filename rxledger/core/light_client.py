@@ -46,14 +46,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from node.consensus.validators import quorum, validators_commitment
-from node.crypto import SECP256K1_N, decode_signature, recover_address
-from node.errors import InvalidBlock
-from node.types.headers import Header, QbftExtra, block_hash, seal_hash
+import rlp
+
+from rxledger.core.crypto import SECP256K1_N, decode_signature, keccak256, recover_address
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.types.headers import Header, QbftExtra, block_hash, seal_hash
 
 __all__ = [
     "LightClientError",
     "TrustedState",
+    "quorum",
+    "validators_commitment",
     "verify_chain",
     "verify_final_header",
     "verify_header",
@@ -66,6 +69,16 @@ class LightClientError(InvalidBlock):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def validators_commitment(validators: Iterable[bytes]) -> bytes:
+    """keccak256(RLP(sorted validators)): what a header commits to for the next block."""
+    return keccak256(rlp.encode(sorted(validators)))
+
+
+def quorum(n: int) -> int:
+    """QBFT quorum: ceil(2n/3)."""
+    return -(-2 * n // 3)
 
 
 def _hex(address: bytes) -> str:

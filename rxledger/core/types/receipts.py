@@ -8,9 +8,9 @@ from functools import lru_cache
 import rlp
 from rlp.sedes import Binary, CountableList, List, binary
 
-from node.crypto import keccak256
-from node.errors import InvalidBlock
-from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list, uint
+from rxledger.core.crypto import keccak256
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.types.rlp_codec import decode_rlp, rlp_bytes, rlp_int, rlp_list, uint
 
 LOG_SEDES = List([Binary.fixed_length(20), CountableList(Binary.fixed_length(32)), binary], strict=True)
 RECEIPT_SEDES = List(

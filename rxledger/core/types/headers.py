@@ -33,9 +33,9 @@ from dataclasses import fields as dataclass_fields
 import rlp
 from rlp.sedes import Binary, CountableList, List, binary
 
-from node.crypto import decode_signature, keccak256, recover_address
-from node.errors import InvalidBlock
-from node.types._rlp import decode_rlp, deserialize, uint
+from rxledger.core.crypto import decode_signature, keccak256, recover_address
+from rxledger.core.errors import InvalidBlock
+from rxledger.core.types.rlp_codec import decode_rlp, deserialize, uint
 
 hash32 = Binary.fixed_length(32)
 address20 = Binary.fixed_length(20)

@@ -10,11 +10,11 @@ from typing import Any
 
 import rlp
 
-from node.crypto import keccak256
-from node.types.blocks import Block, encode_block
-from node.types.headers import Header
-from node.types.receipts import Log, Receipt
-from node.types.transactions import DynamicFeeTransaction, SignedTransaction
+from rxledger.core.crypto import keccak256
+from rxledger.core.types.blocks import Block, encode_block
+from rxledger.core.types.headers import Header
+from rxledger.core.types.receipts import Log, Receipt
+from rxledger.core.types.transactions import DynamicFeeTransaction, SignedTransaction
 
 
 def q(value: int) -> str:

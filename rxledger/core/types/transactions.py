@@ -23,9 +23,9 @@ import rlp
 from rlp.codec import consume_length_prefix, length_prefix
 from rlp.sedes import Binary, CountableList, List, binary
 
-from node.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak256, recover_address
-from node.errors import InvalidTransaction
-from node.types._rlp import decode_rlp, uint
+from rxledger.core.crypto import SECP256K1_HALF_N, SECP256K1_N, keccak256, recover_address
+from rxledger.core.errors import InvalidTransaction
+from rxledger.core.types.rlp_codec import decode_rlp, uint
 
 address_sedes = Binary.fixed_length(20, allow_empty=True)
 hash_sedes = Binary.fixed_length(32)

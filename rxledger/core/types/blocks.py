@@ -7,17 +7,17 @@ from dataclasses import dataclass, field
 
 import rlp
 
-from node.crypto import keccak256
-from node.errors import InvalidBlock, InvalidTransaction
-from node.types._rlp import decode_rlp, rlp_bytes, rlp_int, rlp_list
-from node.types.headers import (
+from rxledger.core.crypto import keccak256
+from rxledger.core.errors import InvalidBlock, InvalidTransaction
+from rxledger.core.types.headers import (
     EMPTY_TRIE_ROOT,
     Header,
     block_hash,
     encode_header,
     header_from_items,
 )
-from node.types.transactions import SignedTransaction, decode_transaction
+from rxledger.core.types.rlp_codec import decode_rlp, rlp_bytes, rlp_int, rlp_list
+from rxledger.core.types.transactions import SignedTransaction, decode_transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,8 @@ from typing import Any
 
 __all__ = ["ARTIFACTS_DIR", "REPO_ROOT", "load_artifact"]
 
-#: Repository root: the directory that contains the ``node`` package.
-REPO_ROOT: Path = Path(__file__).resolve().parent.parent
+#: Repository root: the directory that contains the ``rxledger`` package.
+REPO_ROOT: Path = Path(__file__).resolve().parents[2]
 
 #: Directory holding one ``<ContractName>.json`` artifact per compiled contract.
 ARTIFACTS_DIR: Path = REPO_ROOT / "contracts" / "artifacts"

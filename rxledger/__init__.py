@@ -1,0 +1,7 @@
+"""RxLedger: a permissioned QBFT blockchain for electronic prescriptions.
+
+This top-level package holds the console entry (`rxledger.cli`) and the dependency-light
+core (`rxledger.core`) that the node and the client SDK share.
+"""
+
+__version__ = "0.1.0"

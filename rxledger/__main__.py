@@ -1,0 +1,3 @@
+from rxledger.cli import main
+
+raise SystemExit(main())

@@ -9,7 +9,7 @@ What it does:
    ten dev accounts (consecutive nonces per account, gas 100000, zero fees, chain id 2024;
    legacy by default, `--tx-type 1559` for EIP-1559 with zero fees). Signing is not timed.
 4. Sends them with `eth_sendRawTransaction` from `--concurrency` (default 8) threads, each
-   with its own keep-alive `http.client` connection (see `Rpc`); `--batch K` sends JSON-RPC batches of K.
+   with its own keep-alive `http.client` connection (see `common.Rpc`); `--batch K` sends JSON-RPC batches of K.
    The pool refuses a nonce more than 64 ahead of the account's state nonce, so each
    account has at most `--window` (default 64) transactions sent but not yet seen final;
    a refusal "nonce too high" is retried (and counted).
@@ -30,7 +30,9 @@ time (user+system) over the run; before the load, the idle `eth_blockNumber` rou
 Diagnostics: `--py-spy FILE` runs the node under `py-spy record` (speedscope JSON; a
 flamegraph if FILE ends in .svg, collapsed stacks for bench/pyspy_summary.py if .txt;
 `--py-spy-gil` samples only the GIL holder). `--patch-tcp-nodelay` starts the node with its
-RPC socket created as IPPROTO_TCP (see docs/PERFORMANCE.md), not the shipped node.
+TCP sockets created as IPPROTO_TCP (see docs/PERFORMANCE.md), not the shipped node.
+
+Starting and stopping the node, the JSON-RPC client and following blocks are bench/common.py's.
 
 Run:  .venv/bin/python bench/devchain_tps.py [--n 2000] [--concurrency 8] [--batch 1] [--json]
 """
@@ -38,162 +40,27 @@ Run:  .venv/bin/python bench/devchain_tps.py [--n 2000] [--concurrency 8] [--bat
 from __future__ import annotations
 
 import argparse
-import http.client
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import httpx
-import orjson
+from common import (
+    MAX_NONCE_GAP,
+    DevNode,
+    Rpc,
+    emit,
+    follow_blocks,
+    percentile,
+    process_cpu_seconds,
+    receipt_statuses,
+    send_raw,
+    wait_receipts,
+)
 from machine_info import machine
 
 CHAIN_ID = 2024
 GAS = 100_000
-MAX_NONCE_GAP = 64  # per-account nonces in flight: the old pool's window, kept so figures compare (the pool now holds 16+ pending and 256 gapped per account: PoolLimits)
-
-
-# -- machine -------------------------------------------------------------------------------
-def process_cpu_seconds(pid: int) -> float | None:
-    """utime+stime of a process (all its threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-# -- JSON-RPC ------------------------------------------------------------------------------
-class RpcError(Exception):
-    def __init__(self, error: dict) -> None:
-        super().__init__(f"{error.get('code')}: {error.get('message')}")
-        self.error = error
-
-
-class Rpc:
-    """JSON-RPC over one keep-alive `http.client` connection.
-
-    Not httpx: its per-request Python cost (about 0.3 ms here) made the load generator,
-    with eight sender threads sharing one interpreter, the bottleneck of a run. One
-    `send` per request (http.client joins headers and a bytes body), TCP_NODELAY, orjson.
-    """
-
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
-        parts = urllib.parse.urlsplit(url)
-        self.url = url
-        self.path = parts.path or "/"
-        self._host, self._port, self._timeout = parts.hostname or "127.0.0.1", parts.port or 80, timeout
-        self._conn: http.client.HTTPConnection | None = None
-        self._id = 0
-
-    def _post(self, payload: object) -> Any:
-        body = orjson.dumps(payload)
-        for attempt in (0, 1):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-                self._conn.connect()
-                self._conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                self._conn.request("POST", self.path, body, {"Content-Type": "application/json"})
-                response = self._conn.getresponse()
-                data = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()  # the server closed an idle keep-alive connection: once more
-                if attempt:
-                    raise
-                continue
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status} from {self.url}: {data[:200]!r}")
-            return orjson.loads(data)
-        raise AssertionError("unreachable")
-
-    def call(self, method: str, *params: object) -> object:
-        self._id += 1
-        body = self._post({"jsonrpc": "2.0", "id": self._id, "method": method, "params": list(params)})
-        if "error" in body:
-            raise RpcError(body["error"])
-        return body["result"]
-
-    def batch(self, calls: list[tuple[str, list]]) -> list[dict]:
-        payload = []
-        for method, params in calls:
-            self._id += 1
-            payload.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        answers = self._post(payload)
-        by_id = {a.get("id"): a for a in answers}
-        return [by_id.get(p["id"], {"error": {"code": 0, "message": "no answer"}}) for p in payload]
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-# -- node ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# `--patch-tcp-nodelay`: run the CLI with its listening socket created as IPPROTO_TCP.
-# asyncio sets TCP_NODELAY on accepted connections only when the listening socket's proto
-# is IPPROTO_TCP; `node.cli._bind` makes it with proto 0, so responses (headers and body
-# written separately by uvicorn's h11 protocol) meet Nagle + delayed ACK: ~40 ms a request.
-_NODELAY_PATCH = """
-import socket, sys
-import node.cli as cli
-_bind = cli._bind
-def _bind_tcp(host, port):
-    s = _bind(host, port)
-    fixed = socket.socket(s.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=s.detach())
-    fixed.set_inheritable(True)
-    return fixed
-cli._bind = _bind_tcp
-sys.exit(cli.main(sys.argv[1:]))
-"""
-
-
-def start_node(data_dir: Path, port: int, py_spy: str | None, patch_nodelay: bool,
-               py_spy_gil: bool = False) -> subprocess.Popen:
-    script = Path(sys.executable).parent / "rxledger"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "node.cli"]
-    if patch_nodelay:
-        cmd = [sys.executable, "-c", _NODELAY_PATCH]
-    cmd += ["node", "start", "--dev", "--data-dir", str(data_dir), "--rpc-port", str(port),
-            "--log-level", "warning"]
-    if py_spy:
-        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        fmt = {".svg": "flamegraph", ".txt": "raw"}.get(Path(py_spy).suffix, "speedscope")
-        cmd = [spy, "record", "--threads", "--rate", "200", "--format", fmt, "-o", py_spy,
-               *(["--gil"] if py_spy_gil else []), "--", *cmd]
-    log = open(data_dir.parent / "node.log", "wb")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"the node exited with {proc.returncode} before becoming healthy")
-        try:
-            if httpx.get(url.rstrip("/") + "/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the node at {url} did not become healthy in {timeout:.0f}s")
 
 
 # -- transactions --------------------------------------------------------------------------
@@ -250,15 +117,10 @@ def deploy_counter(rpc: Rpc, timeout: float) -> tuple[bytes, int]:
     signed = deployer.sign_transaction(dict(nonce=nonce, gasPrice=0, gas=1_000_000, data=code,
                                             chainId=CHAIN_ID))
     tx_hash = rpc.call("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        receipt = rpc.call("eth_getTransactionReceipt", tx_hash)
-        if receipt is not None:
-            if int(receipt["status"], 16) != 1:
-                raise SystemExit("the Counter deployment reverted")
-            return bytes.fromhex(receipt["contractAddress"][2:]), int(receipt["blockNumber"], 16)
-        time.sleep(0.05)
-    raise SystemExit("the Counter deployment was not final in time")
+    receipt = wait_receipts(rpc, [tx_hash], "Counter deployment", timeout)[0]
+    if int(receipt["status"], 16) != 1:
+        raise SystemExit("the Counter deployment reverted")
+    return bytes.fromhex(receipt["contractAddress"][2:]), int(receipt["blockNumber"], 16)
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -316,14 +178,7 @@ def sender(run: Run, url: str, batch: int) -> None:
                 return
             while txs:
                 t0 = time.perf_counter()
-                if len(txs) == 1:
-                    try:
-                        rpc.call("eth_sendRawTransaction", txs[0].raw)
-                        answers = [{"result": txs[0].hash}]
-                    except RpcError as exc:
-                        answers = [{"error": exc.error}]
-                else:
-                    answers = rpc.batch([("eth_sendRawTransaction", [t.raw]) for t in txs])
+                answers = send_raw(rpc, [t.raw for t in txs])
                 t1 = time.perf_counter()
                 again = []
                 for t, a in zip(txs, answers, strict=True):
@@ -357,87 +212,57 @@ def sender(run: Run, url: str, batch: int) -> None:
         rpc.close()
 
 
-LOOKAHEAD = 16  # blocks asked for in one batch per poll
-
-
 def poller(run: Run, url: str, first_block: int, interval: float, blocks: list[dict]) -> None:
-    """Observe final blocks: one batch `eth_getBlockByNumber(n..n+15, false)` per poll."""
-    rpc = Rpc(url)
+    """Observe final blocks (`common.follow_blocks`: one batch of 16 `eth_getBlockByNumber` per poll)."""
     by_hash = {t.hash: t for t in run.txs}
-    n = first_block
+
+    def on_block(n: int, block: dict, seen: float) -> None:
+        ours = 0
+        with run.lock:
+            for h in block["transactions"]:
+                t = by_hash.get(h)
+                if t is None:
+                    continue
+                ours += 1
+                t.final_at, t.block = seen, n
+                run.final_count[t.account] = max(run.final_count[t.account],
+                                                 t.nonce - run.queues[t.account][0].nonce + 1)
+                run.finals += 1
+            run.lock.notify_all()
+        blocks.append({"number": n, "txs": len(block["transactions"]), "ours": ours,
+                       "gasUsed": int(block["gasUsed"], 16), "seen": seen})
+
+    def after_pass(new: int) -> bool:
+        if run.finals >= len(run.txs):
+            run.done.set()
+            return True
+        if not new:
+            with run.lock:
+                return run.failed is not None
+        return False
+
     try:
-        while not run.done.is_set():
-            answers = rpc.batch([("eth_getBlockByNumber", [hex(m), False])
-                                 for m in range(n, n + LOOKAHEAD)])
-            seen = time.perf_counter()
-            new = 0
-            for answer in answers:
-                if "error" in answer:
-                    raise RpcError(answer["error"])
-                block = answer["result"]
-                if block is None:
-                    break
-                ours = 0
-                with run.lock:
-                    for h in block["transactions"]:
-                        t = by_hash.get(h)
-                        if t is None:
-                            continue
-                        ours += 1
-                        t.final_at, t.block = seen, n
-                        run.final_count[t.account] = max(run.final_count[t.account],
-                                                         t.nonce - run.queues[t.account][0].nonce + 1)
-                        run.finals += 1
-                    run.lock.notify_all()
-                blocks.append({"number": n, "txs": len(block["transactions"]), "ours": ours,
-                               "gasUsed": int(block["gasUsed"], 16), "seen": seen})
-                n += 1
-                new += 1
-            if run.finals >= len(run.txs):
-                run.done.set()
-            elif not new:
-                with run.lock:
-                    if run.failed:
-                        return
-                time.sleep(interval)
+        follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
     except Exception as exc:
         with run.lock:
             run.failed = run.failed or f"poller: {exc!r}"
             run.lock.notify_all()
         run.done.set()
-    finally:
-        rpc.close()
 
 
 def check_receipts(rpc: Rpc, txs: list[Tx], blocks: list[dict]) -> None:
     """After the run: every block's receipts (batched), each transaction's status."""
-    by_hash = {t.hash: t for t in txs}
-    numbers = [b["number"] for b in blocks if b["ours"]]
-    for i in range(0, len(numbers), 16):
-        for answer in rpc.batch([("eth_getBlockReceipts", [hex(m)]) for m in numbers[i:i + 16]]):
-            for r in answer.get("result") or []:
-                t = by_hash.get(r["transactionHash"])
-                if t is not None:
-                    t.status = int(r["status"], 16)
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
-    return sorted_values[k]
+    statuses = receipt_statuses(rpc, [b["number"] for b in blocks if b["ours"]])
+    for t in txs:
+        if t.hash in statuses:
+            t.status = statuses[t.hash]
 
 
 def bench(args: argparse.Namespace) -> dict:
-    tmp = proc = None
-    url = args.url
-    if url is None:
-        tmp = Path(tempfile.mkdtemp(prefix="rxledger-tps-"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        proc = start_node(tmp / "data", port, args.py_spy, args.patch_tcp_nodelay, args.py_spy_gil)
-    try:
-        wait_healthy(url, proc)
+    with DevNode(args.url, prefix="rxledger-tps-", keep=args.keep, py_spy=args.py_spy, py_spy_gil=args.py_spy_gil,
+                 patch_nodelay=args.patch_tcp_nodelay) as node:
+        url = node.url
+        assert url is not None
         rpc = Rpc(url)
         contract, deploy_block = deploy_counter(rpc, timeout=60)
         from node.genesis import dev_accounts
@@ -457,14 +282,7 @@ def bench(args: argparse.Namespace) -> dict:
                                       "latest"), 16)
         run = Run(txs, window=args.window)
         blocks: list[dict] = []
-        node_pid = None
-        if proc is not None:
-            node_pid = proc.pid
-            if args.py_spy:  # the node is py-spy's child
-                try:
-                    node_pid = int(subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()[0])
-                except (subprocess.CalledProcessError, IndexError, ValueError):
-                    node_pid = None
+        node_pid = node.node_pid()
         node_cpu0 = process_cpu_seconds(node_pid) if node_pid else None
         client_cpu0 = time.process_time()
         poll = threading.Thread(target=poller, args=(run, url, head + 1, args.poll_interval, blocks),
@@ -488,17 +306,6 @@ def bench(args: argparse.Namespace) -> dict:
         counter_after = int(rpc.call("eth_call", {"to": "0x" + contract.hex(), "data": "0x06661abd"},
                                      "latest"), 16)
         rpc.close()
-    finally:
-        if proc is not None:
-            # SIGINT: uvicorn stops cleanly and py-spy (if any) writes its profile
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if tmp is not None and not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
 
     first_send = min((t.sent_at for t in txs if t.sent_at), default=t_start)
     finals = [t for t in txs if t.final_at]
@@ -512,7 +319,7 @@ def bench(args: argparse.Namespace) -> dict:
         "machine": machine(),
         "params": {"n": args.n, "concurrency": args.concurrency, "batch": args.batch,
                    "tx_type": args.tx_type, "window": args.window,
-                   "poll_interval_s": args.poll_interval, "node": "started" if proc else url,
+                   "poll_interval_s": args.poll_interval, "node": "started" if args.url is None else url,
                    "patch_tcp_nodelay": args.patch_tcp_nodelay,
                    "finality_from": "first eth_getBlockByNumber answer holding the tx"},
         "ok": run.failed is None and len(finals) == len(txs)
@@ -606,10 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.n < 1 or args.concurrency < 1 or args.batch < 1 or not 1 <= args.window <= MAX_NONCE_GAP:
         parser.error("--n, --concurrency and --batch must be positive; --window 1..64")
     result = bench(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
     return 0 if result["ok"] else 1
 
 

@@ -20,7 +20,8 @@ Part 1, through JSON-RPC on a dev chain (the same node, the same run, both engin
    threads (default 8; `--batch K` sends JSON-RPC batches of K) as a pipeline: a review
    goes out once its issue is final, a dispense once its review is, and each account has
    at most 64 transactions ahead of its last final one (the pool's nonce limit). A poller
-   sees blocks as in bench/devchain_tps.py (a batch of 16 `eth_getBlockByNumber` per poll).
+   sees blocks as in bench/devchain_tps.py (bench/common.py's `follow_blocks`: a batch of 16
+   `eth_getBlockByNumber` per poll).
 4. After the run: every receipt has status 1, and `getPrescription` of every prescription
    reads completed with one fill.
 
@@ -33,7 +34,7 @@ again after 20 ms, for at most 60 s; only the network should see them).
 `--network`: the same run on the 4-node QBFT network instead of a dev node. A network of
 4 validators (hospital-a, hospital-b, pharmacy-a, regulator, chain id 2024, the
 development accounts enrolled in its genesis) is made in a temporary directory with
-bench/network_bench.py's `init` and started with its `start` (`network.launcher.up`,
+bench/common.py's `init_net` and started with its `start_net` (`network.launcher.up`,
 detached; the nodes run the `node` this process imports, from its source root), with
 network_bench's load-mode consensus settings: `--block-period` (default 1.0 s), empty
 block period 10 s, round timeout 2 s (max 30 s). Deployment, gas probes and enrolment go
@@ -43,10 +44,10 @@ i mod 4, each sender holding one keep-alive client per node (with `--batch K`, t
 transactions a sender takes go out as one request per receiving node); the poller polls
 the first node only (QBFT blocks are final when written), so a transaction is final when
 the first node has its block. After each engine's run, besides the checks of 4., the
-four nodes' `/health` head and headHash must be identical (network_bench's
+four nodes' `/health` head and headHash must be identical (bench/common.py's
 `heads_identical`). Also reported: each node's CPU seconds over the run, the QBFT rounds
-> 0 among the blocks seen, the consensus settings. The network is always stopped (its
-`stop`) and its directory removed unless `--keep`.
+> 0 among the blocks seen, the consensus settings. The network is always stopped (common.py's
+`stop_net`) and its directory removed unless `--keep`.
 
 Part 2, in process (no HTTP, no pool, no LevelDB): `Chain.build_block` on a `MemoryStore`
 (as bench/keccak_backends.py's end-to-end part) of `--block-txs` (default 150) issue
@@ -72,10 +73,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import json
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -90,17 +89,30 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from devchain_tps import (  # noqa: E402
-    CHAIN_ID,
-    LOOKAHEAD,
+from common import (  # noqa: E402
     MAX_NONCE_GAP,
+    CpuProbe,
+    DevNode,
+    Measured,
+    Net,
     Rpc,
-    RpcError,
-    free_port,
+    cpu_of,
+    decode_round,
+    emit,
+    follow_blocks,
+    heads_identical,
+    init_net,
+    loadavg,
     percentile,
+    pick_base_port,
     process_cpu_seconds,
-    start_node,
-    wait_healthy,
+    receipt_statuses,
+    record_pids,
+    send_raw,
+    source_root,
+    start_net,
+    stop_net,
+    wait_receipts,
 )
 from eth_abi.abi import decode as abi_decode  # noqa: E402
 from eth_abi.abi import encode as abi_encode  # noqa: E402
@@ -108,21 +120,8 @@ from eth_account import Account  # noqa: E402
 from eth_utils.address import to_checksum_address  # noqa: E402
 from eth_utils.crypto import keccak  # noqa: E402
 from machine_info import machine  # noqa: E402
-from network_bench import (  # noqa: E402
-    Net,
-    cpu_delta,
-    cpu_of,
-    decode_round,
-    heads_identical,
-    loadavg,
-    pick_base_port,
-    record_pids,
-    source_root,
-    start,
-    stop,
-)
-from network_bench import init as init_network  # noqa: E402
 
+CHAIN_ID = 2024
 NATIVE_REGISTRY = "0x0000000000000000000000000000000000001001"
 NATIVE_GOVERNANCE = "0x0000000000000000000000000000000000001002"
 STEPS = ("issue", "review", "dispense")
@@ -184,28 +183,12 @@ def address_of(key: bytes) -> str:
 
 
 # -- JSON-RPC helpers ----------------------------------------------------------------------
-def wait_receipts(rpc: Rpc, hashes: list[str], timeout: float = 120.0) -> list[dict[str, Any]]:
-    got: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while len(got) < len(hashes):
-        missing = [h for h in hashes if h not in got][:100]
-        for h, answer in zip(missing, rpc.batch([("eth_getTransactionReceipt", [h]) for h in missing]),
-                             strict=True):
-            if answer.get("result"):
-                got[h] = answer["result"]
-        if len(got) < len(hashes):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"{len(hashes) - len(got)} set-up transactions not final in {timeout:.0f}s")
-            time.sleep(0.05)
-    return [got[h] for h in hashes]
-
-
 def send_and_wait(rpc: Rpc, raws: list[tuple[str, str]], what: str) -> None:
     for i in range(0, len(raws), 50):
         for answer in rpc.batch([("eth_sendRawTransaction", [raw]) for raw, _ in raws[i:i + 50]]):
             if "error" in answer:
                 raise SystemExit(f"{what}: {answer['error']}")
-    for receipt in wait_receipts(rpc, [h for _, h in raws]):
+    for receipt in wait_receipts(rpc, [h for _, h in raws], "set-up transactions"):
         if int(receipt["status"], 16) != 1:
             raise SystemExit(f"{what}: transaction {receipt['transactionHash']} reverted")
 
@@ -341,13 +324,7 @@ def send(run: Pipeline, rpc: Rpc, txs: list[Tx]) -> None:
         t0 = time.perf_counter()
         for t in txs:
             t.sent_at = t.sent_at or t0  # a repeated send keeps its first send time
-        if len(txs) == 1:
-            try:
-                answers = [{"result": rpc.call("eth_sendRawTransaction", txs[0].raw)}]
-            except RpcError as exc:
-                answers = [{"error": exc.error}]
-        else:
-            answers = rpc.batch([("eth_sendRawTransaction", [t.raw]) for t in txs])
+        answers = send_raw(rpc, [t.raw for t in txs])
         again = []
         for t, answer in zip(txs, answers, strict=True):
             error = answer.get("error")
@@ -389,52 +366,36 @@ def sender(run: Pipeline, urls: list[str], batch: int) -> None:
 
 
 def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: list[dict[str, Any]]) -> None:
-    rpc = Rpc(url)
     by_hash = {t.hash: t for lane in run.txs for step in lane for t in step}
-    n = first_block
+
+    def on_block(n: int, block: dict[str, Any], seen: float) -> None:
+        ours = 0
+        with run.lock:
+            for h in block["transactions"]:
+                t = by_hash.get(h)
+                if t is None:
+                    continue
+                ours += 1
+                t.final_at, t.block = seen, n
+                run.final[t.lane][t.step] = max(run.final[t.lane][t.step], t.index + 1)
+                run.finals += 1
+            run.lock.notify_all()
+        blocks.append({"number": n, "ours": ours, "gasUsed": int(block["gasUsed"], 16), "seen": seen,
+                       "round": decode_round(block["extraData"])})
+
+    def after_pass(new: int) -> bool:
+        if run.finals >= run.total or (not new and run.failed):
+            run.done.set()
+            return True
+        return False
+
     try:
-        while not run.done.is_set():
-            answers = rpc.batch([("eth_getBlockByNumber", [hex(m), False]) for m in range(n, n + LOOKAHEAD)])
-            seen = time.perf_counter()
-            new = 0
-            for answer in answers:
-                if "error" in answer:
-                    raise RpcError(answer["error"])
-                block = answer["result"]
-                if block is None:
-                    break
-                ours = 0
-                with run.lock:
-                    for h in block["transactions"]:
-                        t = by_hash.get(h)
-                        if t is None:
-                            continue
-                        ours += 1
-                        t.final_at, t.block = seen, n
-                        run.final[t.lane][t.step] = max(run.final[t.lane][t.step], t.index + 1)
-                        run.finals += 1
-                    run.lock.notify_all()
-                blocks.append({"number": n, "ours": ours, "gasUsed": int(block["gasUsed"], 16), "seen": seen,
-                               "round": decode_round(block["extraData"])})
-                n += 1
-                new += 1
-            if run.finals >= run.total:
-                run.done.set()
-            elif not new:
-                if run.failed:
-                    run.done.set()
-                    return
-                time.sleep(interval)
+        follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
     except Exception as exc:
         with run.lock:
             run.failed = run.failed or f"poller: {exc!r}"
             run.lock.notify_all()
         run.done.set()
-    finally:
-        rpc.close()
-
-
-CpuProbe = Callable[[], dict[str, float | None]]  # node name -> CPU seconds so far
 
 
 def run_engine(rpc: Rpc, urls: list[str], engine: str, registry: str, lanes: list[Lane], n: int,
@@ -465,7 +426,7 @@ def run_engine(rpc: Rpc, urls: list[str], engine: str, registry: str, lanes: lis
     head = int(str(rpc.call("eth_blockNumber")), 16)
     run = Pipeline(txs, window=args.window)
     blocks: list[dict[str, Any]] = []
-    la0, cpu0 = loadavg(), cpu()
+    measured = Measured(cpu)
     poll = threading.Thread(target=poller, args=(run, urls[0], head + 1, args.poll_interval, blocks), daemon=True)
     senders = [threading.Thread(target=sender, args=(run, urls, args.batch), daemon=True)
                for _ in range(args.concurrency)]
@@ -478,19 +439,15 @@ def run_engine(rpc: Rpc, urls: list[str], engine: str, registry: str, lanes: lis
         run.failed = run.failed or f"not all transactions final after {args.timeout}s"
     run.done.set()
     poll.join(timeout=10)
-    cpu1, la1 = cpu(), loadavg()
-    node_cpu = cpu_delta(cpu0, cpu1)
+    cpu_load = measured.end()
+    node_cpu = cpu_load["node_cpu_s"]
 
     flat = [t for lane in txs for step in lane for t in step]
     # receipts of our blocks, and every prescription completed
-    by_hash = {t.hash: t for t in flat}
-    numbers = [b["number"] for b in blocks if b["ours"]]
-    for i in range(0, len(numbers), 16):
-        for answer in rpc.batch([("eth_getBlockReceipts", [hex(m)]) for m in numbers[i:i + 16]]):
-            for r in answer.get("result") or []:
-                t = by_hash.get(r["transactionHash"])
-                if t is not None:
-                    t.status = int(r["status"], 16)
+    statuses = receipt_statuses(rpc, [b["number"] for b in blocks if b["ours"]])
+    for t in flat:
+        if t.hash in statuses:
+            t.status = statuses[t.hash]
     completed = 0
     for i in range(0, len(rx_ids), 100):
         calls = [("eth_call", [{"to": registry, "data": "0x" + calldata("getPrescription", rid).hex()}, "latest"])
@@ -522,7 +479,7 @@ def run_engine(rpc: Rpc, urls: list[str], engine: str, registry: str, lanes: lis
         "rounds_above_0": sum(1 for b in blocks if b["round"]), "blocks_seen": len(blocks),
         "block_log": [[b["number"], b["ours"], b["round"], round(b["seen"] - first, 3)] for b in blocks],
         "nonce_too_high_retries": run.retries,
-        "loadavg_before": la0, "loadavg_after": la1,
+        "loadavg_before": cpu_load["loadavg_before"], "loadavg_after": cpu_load["loadavg_after"],
     }
 
 
@@ -557,46 +514,20 @@ def deploy_and_run(urls: list[str], args: argparse.Namespace, cpu: CpuProbe,
 def rpc_part(args: argparse.Namespace) -> dict[str, Any]:
     if args.network:
         return network_part(args)
-    tmp = proc = None
-    url = args.url
-    if url is None:
-        tmp = Path(tempfile.mkdtemp(prefix="rxledger-lifecycle-"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        proc = start_node(tmp / "data", port, args.py_spy, False, args.py_spy_gil)
-    try:
-        wait_healthy(url, proc)
-        node_pid = None
-        if proc is not None:
-            node_pid = proc.pid
-            if args.py_spy:  # the node is py-spy's child
-                import subprocess
-
-                try:
-                    node_pid = int(subprocess.check_output(["pgrep", "-P", str(proc.pid)]).split()[0])
-                except (subprocess.CalledProcessError, IndexError, ValueError):
-                    node_pid = None
+    with DevNode(args.url, prefix="rxledger-lifecycle-", keep=args.keep, py_spy=args.py_spy,
+                 py_spy_gil=args.py_spy_gil) as node:
+        assert node.url is not None
+        node_pid = node.node_pid()
 
         def cpu() -> dict[str, float | None]:
             return {"dev": process_cpu_seconds(node_pid)} if node_pid else {}
 
-        out = deploy_and_run([url], args, cpu)
-    finally:
-        if proc is not None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except Exception:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if tmp is not None and not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return out
+        return deploy_and_run([node.url], args, cpu)
 
 
 def network_part(args: argparse.Namespace) -> dict[str, Any]:
     """--network: bench/network_bench.py's 4-validator network in a temporary directory,
-    started with its `start` (network.launcher.up, detached), stopped with its `stop`."""
+    started with common's `start_net` (network.launcher.up, detached), stopped with `stop_net`."""
     from network.config import ConsensusSettings
 
     os.chdir(source_root())  # `up` starts `python -m node.cli` in our working directory
@@ -608,12 +539,12 @@ def network_part(args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {"validators": [], "base_port": base_port, "consensus": dataclasses.asdict(settings),
                             "block_period": args.block_period}
     try:
-        net = init_network(tmp / "net", base_port, settings)
+        net = init_net(tmp / "net", base_port, settings)
         if net.info.chain_id != CHAIN_ID:
             raise SystemExit(f"the network's chain id {net.info.chain_id} is not {CHAIN_ID}")
         info["validators"], info["urls"] = net.names, net.urls
         info["loadavg_at_up"] = loadavg()
-        thread = start(net, timeout=120.0)
+        thread = start_net(net, timeout=120.0)
         thread.join(timeout=130.0)
         thread.watcher.join(timeout=5.0)  # type: ignore[attr-defined]
         if net.up_error or thread.is_alive():
@@ -627,7 +558,7 @@ def network_part(args: argparse.Namespace) -> dict[str, Any]:
             e["block_period"] = args.block_period
     finally:
         if net is not None:
-            stop(net)
+            stop_net(net)
         if args.keep:
             info["kept"] = str(tmp)
         else:
@@ -837,10 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_inprocess:
         result["inprocess"] = inprocess_part(args.block_txs, args.repeats)
     result["goals"] = goals(result)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
     engines = result.get("rpc", {}).get("engines", {})
     return 0 if all(e["ok"] for e in engines.values()) else 1
 

@@ -14,7 +14,7 @@ Modes:
   gas 21000, gasPrice 0, legacy, chain id from network.json), round-robin over the ten
   dev accounts of network.json "accounts" (consecutive nonces per account). Transaction i
   goes to node i mod 4 (its "receiving node"). `--concurrency` (8) sender threads, each
-  with one keep-alive httpx client per node, `eth_sendRawTransaction`; at most `--window`
+  with one keep-alive client per node (bench/common.py's `Rpc`; httpx before), `eth_sendRawTransaction`; at most `--window`
   (64, the pool's nonce gap) per account sent and not yet final; "nonce too high" is
   retried and counted.
 `--mode idle`: `--samples` (30) transactions one at a time, each to the next node in
@@ -60,6 +60,9 @@ used fewer than `--quiet-cores` (0.3) cores for 10 s in a row; every result repo
 load average and the cores other processes used during the measurement.
 `--node-log-level debug` (with `--keep`) logs every QBFT step in nodes/<name>/node.log.
 
+Starting, watching and stopping the network, the JSON-RPC client, the pollers and the
+receipt check are bench/common.py's (lifecycle_bench.py and pool_burst.py use them too).
+
 `--py-spy FILE` attaches `py-spy record --pid` (raw collapsed stacks for
 bench/pyspy_summary.py if FILE ends in .txt) to one node (`--py-spy-node`, default: the
 syncing node in catchup, else the first node) for the measured part of the run.
@@ -69,13 +72,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -85,60 +86,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-from devchain_tps import percentile, process_cpu_seconds
+from common import (
+    MAX_NONCE_GAP,
+    Busy,
+    Measured,
+    Net,
+    Observer,
+    RoutedTx,
+    Rpc,
+    accounts_of,
+    check_receipts,
+    cpu_of,
+    decode_round,
+    emit,
+    head_number,
+    heads_identical,
+    init_net,
+    loadavg,
+    percentile,
+    pick_base_port,
+    py_spy_record,
+    record_pids,
+    send_raw,
+    source_label,
+    source_root,
+    start_net,
+    stop_net,
+    wait_quiet,
+)
 from machine_info import machine
 
-MAX_NONCE_GAP = 64  # per-account nonces in flight: the old pool's window, kept so figures compare (the pool now holds 16+ pending and 256 gapped per account: PoolLimits)
-LOOKAHEAD = 16  # blocks asked for in one batch per poll
 TRANSFER_GAS = 21_000
 
 
 # -- small helpers -------------------------------------------------------------------------
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def machine_busy_s() -> float:
-    """CPU seconds all processes of the machine spent busy (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        values = [int(v) for v in f.readline().split()[1:9]]
-    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
-
-
-class Busy:
-    """How many cores the rest of the machine used while we measured: the machine's busy
-    CPU time minus our nodes' and this process's, over the wall time."""
-
-    def __init__(self) -> None:
-        self.t0, self.machine0, self.me0 = time.perf_counter(), machine_busy_s(), time.process_time()
-
-    def others_cores(self, nodes_cpu_s: float) -> float:
-        wall = time.perf_counter() - self.t0
-        me = time.process_time() - self.me0
-        return round((machine_busy_s() - self.machine0 - nodes_cpu_s - me) / wall, 2)
-
-
-def wait_quiet(max_wait: float, cores: float, window: float = 10.0) -> dict:
-    """Wait (at most `max_wait` s) until the rest of the machine has used less than `cores`
-    CPU cores for `window` seconds in a row; returns what was waited and seen."""
-    t0 = time.perf_counter()
-    quiet_since, last = None, None
-    while True:
-        b0, w0 = machine_busy_s(), time.perf_counter()
-        time.sleep(1.0)
-        last = (machine_busy_s() - b0) / (time.perf_counter() - w0)
-        now = time.perf_counter()
-        if last < cores:
-            quiet_since = quiet_since or now - 1.0
-            if now - quiet_since >= window:
-                return {"waited_s": round(now - t0, 1), "quiet": True, "busy_cores_last_s": round(last, 2)}
-        else:
-            quiet_since = None
-        if now - t0 >= max_wait:
-            return {"waited_s": round(now - t0, 1), "quiet": False, "busy_cores_last_s": round(last, 2)}
-
-
 def fsync_probe(directory: Path, count: int = 200) -> dict:
     """Synced LevelDB batches (12 puts, ~2 kB, as small as an empty block's) on the work
     directory's disk: the per-block fsync a node pays, at this moment."""
@@ -162,233 +143,8 @@ def fsync_probe(directory: Path, count: int = 200) -> dict:
             "max_ms": round(times[-1] * 1000, 2)}
 
 
-def source_root() -> Path:
-    import node
-
-    return Path(node.__file__).resolve().parent.parent
-
-
-def source_label(root: Path) -> str:
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        if commit:
-            return f"{root} (git {commit}{', with uncommitted changes' if dirty else ''})"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return f"{root} (not a git checkout)"
-
-
-def ports_free(base: int, count: int) -> bool:
-    from network.init import node_ports
-
-    for i in range(count):
-        for port in node_ports(base, i):
-            with socket.socket() as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    return False
-    return True
-
-
-def pick_base_port(count: int = 4) -> int:
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000)
-        if ports_free(base, count):
-            return base
-    raise SystemExit("no free port range found")
-
-
-class Rpc:
-    """JSON-RPC over one keep-alive httpx client (no proxy: loopback)."""
-
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
-        self.url = url
-        self.client = httpx.Client(timeout=timeout, trust_env=False)
-        self._id = 0
-
-    def call(self, method: str, *params: object) -> Any:
-        self._id += 1
-        r = self.client.post(self.url, json={"jsonrpc": "2.0", "id": self._id,
-                                             "method": method, "params": list(params)})
-        r.raise_for_status()
-        body = r.json()
-        if "error" in body:
-            raise RpcError(body["error"])
-        return body["result"]
-
-    def batch(self, calls: list[tuple[str, list]]) -> list[dict]:
-        payload = []
-        for method, params in calls:
-            self._id += 1
-            payload.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        r = self.client.post(self.url, json=payload)
-        r.raise_for_status()
-        by_id = {a.get("id"): a for a in r.json()}
-        return [by_id.get(p["id"], {"error": {"code": 0, "message": "no answer"}}) for p in payload]
-
-    def health(self) -> dict | None:
-        try:
-            return self.client.get(self.url.rstrip("/") + "/health", timeout=2.0).json()
-        except (httpx.HTTPError, ValueError):
-            return None
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class RpcError(Exception):
-    def __init__(self, error: dict) -> None:
-        super().__init__(f"{error.get('code')}: {error.get('message')}")
-        self.error = error
-
-
-def decode_round(extra_hex: str) -> int | None:
-    from rxledger.core.types.headers import decode_extra
-
-    try:
-        return decode_extra(bytes.fromhex(extra_hex[2:])).round
-    except Exception:  # noqa: BLE001 - informative only
-        return None
-
-
-# -- the network -----------------------------------------------------------------------------
-@dataclass
-class Net:
-    dir: Path
-    info: Any
-    urls: list[str]
-    names: list[str]
-    pids: dict[str, int] = field(default_factory=dict)
-    up_s: float | None = None
-    first_final_s: float | None = None
-    first_final_node: str | None = None
-    all_rpc_s: float | None = None
-    up_error: str | None = None
-
-
-def init(net_dir: Path, base_port: int, settings: Any) -> Net:
-    from network.init import init_network
-
-    info = init_network(net_dir, base_port=base_port, consensus=settings, force=True)
-    validators = [n for n in info.nodes if n.is_validator]
-    return Net(net_dir, info, [n.rpc.rstrip("/") + "/" for n in validators], [n.name for n in validators])
-
-
-NODE_LOG_LEVEL: str | None = None  # --node-log-level: passed to every `rxledger node start`
-
-
-def start(net: Net, timeout: float, watch: bool = True) -> threading.Thread:
-    """Call `up(detach=True)` in a thread; time the first final block seen by any node."""
-    from network.launcher import up
-
-    t0 = time.perf_counter()
-    done = threading.Event()
-
-    def run_up() -> None:
-        try:
-            command = None
-            if NODE_LOG_LEVEL:
-                command = [sys.executable, "-m", "node.cli", "node", "start", "--log-level", NODE_LOG_LEVEL]
-            up(net.dir, detach=True, init_if_missing=False, timeout=timeout, out=io.StringIO(),
-               node_command=command)
-            net.up_s = time.perf_counter() - t0
-        except BaseException as exc:  # noqa: BLE001 - reported
-            net.up_error = f"{type(exc).__name__}: {exc}"
-        finally:
-            done.set()
-
-    def watcher() -> None:
-        rpcs = [Rpc(u, timeout=2.0) for u in net.urls]
-        answered: set[int] = set()
-        try:
-            while True:
-                last_pass = done.is_set()
-                for i, rpc in enumerate(rpcs):
-                    h = rpc.health()
-                    if h is None:
-                        continue
-                    answered.add(i)
-                    if len(answered) == len(rpcs) and net.all_rpc_s is None:
-                        net.all_rpc_s = time.perf_counter() - t0
-                    if net.first_final_s is None and isinstance(h.get("head"), int) and h["head"] >= 1:
-                        net.first_final_s = time.perf_counter() - t0
-                        net.first_final_node = net.names[i]
-                if net.first_final_s is not None or last_pass:
-                    return
-                time.sleep(0.02)
-        finally:
-            for r in rpcs:
-                r.close()
-
-    t = threading.Thread(target=run_up, daemon=True)
-    w = threading.Thread(target=watcher, daemon=True)
-    t.start()
-    if watch:
-        w.start()
-    t.watcher = w  # type: ignore[attr-defined]
-    return t
-
-
-def record_pids(net: Net) -> None:
-    from network._proc import load_pids
-
-    for n in load_pids(net.dir) or []:
-        net.pids[n.name] = n.pid
-
-
-def stop(net: Net) -> None:
-    from network.launcher import down
-
-    try:
-        down(net.dir, out=io.StringIO())
-    except Exception as exc:  # noqa: BLE001
-        print(f"warning: down failed: {exc}", file=sys.stderr)
-
-
-def cpu_of(net: Net) -> dict[str, float | None]:
-    return {name: process_cpu_seconds(pid) for name, pid in net.pids.items()}
-
-
-def cpu_delta(a: dict[str, float | None], b: dict[str, float | None]) -> dict[str, float | None]:
-    return {k: (round(b[k] - a[k], 2) if a.get(k) is not None and b.get(k) is not None else None) for k in b}
-
-
-def heads_identical(net: Net, attempts: int = 10) -> dict:
-    """The four nodes' /health head and headHash: identical? (retried while a block lands)."""
-    rpcs = [Rpc(u, timeout=5.0) for u in net.urls]
-    try:
-        last: list = []
-        for _ in range(attempts):
-            last = [r.health() for r in rpcs]
-            heads = {(h or {}).get("head") for h in last}
-            hashes = {(h or {}).get("headHash") for h in last}
-            if None not in heads and len(heads) == 1 and len(hashes) == 1:
-                return {"identical": True, "head": last[0]["head"], "headHash": last[0]["headHash"]}
-            time.sleep(0.3)
-        out: dict = {"identical": False, "heads": {n: ((h or {}).get("head"), (h or {}).get("headHash"))
-                                                   for n, h in zip(net.names, last, strict=True)}}
-        numbers = [h["head"] for h in last if h and isinstance(h.get("head"), int)]
-        if numbers:  # the chains may still agree below the newest head
-            m = min(numbers)
-            hashes_at = [(r.call("eth_getBlockByNumber", hex(m), False) or {}).get("hash") for r in rpcs]
-            out["at_common_height"] = {"number": m, "identical": len(set(hashes_at)) == 1}
-        return out
-    finally:
-        for r in rpcs:
-            r.close()
-
-
 def attach_py_spy(pid: int, path: str, gil: bool) -> subprocess.Popen:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    fmt = {".svg": "flamegraph", ".txt": "raw"}.get(Path(path).suffix, "speedscope")
-    cmd = [spy, "record", "--pid", str(pid), "--threads", "--rate", "100", "--format", fmt, "-o", path,
-           *(["--gil"] if gil else [])]
+    cmd = [*py_spy_record(path, gil, rate=100), "--pid", str(pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -404,33 +160,6 @@ def detach_py_spy(proc: subprocess.Popen | None) -> None:
 
 
 # -- transactions ----------------------------------------------------------------------------
-@dataclass
-class Tx:
-    index: int
-    account: int
-    nonce: int
-    node: int
-    raw: str
-    hash: str
-    sent_at: float = 0.0
-    answered_at: float = 0.0
-    final_at: float = 0.0  # seen in a block by the poller of its receiving node
-    seen_any: float = 0.0  # seen in a block by any node's poller
-    block: int = -1
-    status: int | None = None
-    error: str | None = None
-
-
-def accounts_of(net: Net) -> list[tuple[bytes, bytes]]:
-    """(address, private key) of network.json "accounts" that have a key (the dev accounts)."""
-    raw = json.loads((net.dir / "network.json").read_text())
-    out = []
-    for a in raw["accounts"]:
-        if a.get("privateKey"):
-            out.append((bytes.fromhex(a["address"][2:]), bytes.fromhex(a["privateKey"].removeprefix("0x"))))
-    return out
-
-
 def sign_transfer(key: bytes, nonce: int, to: bytes, chain_id: int) -> tuple[str, str]:
     from eth_account import Account
 
@@ -440,129 +169,25 @@ def sign_transfer(key: bytes, nonce: int, to: bytes, chain_id: int) -> tuple[str
 
 
 def presign(n: int, accounts: list[tuple[bytes, bytes]], nonces: list[int], nodes: int, chain_id: int,
-            start_index: int = 0) -> list[Tx]:
+            start_index: int = 0) -> list[RoutedTx]:
     to = accounts[1][0]
     out, next_nonce = [], list(nonces)
     for i in range(start_index, start_index + n):
         k = i % len(accounts)
         raw, h = sign_transfer(accounts[k][1], next_nonce[k], to, chain_id)
-        out.append(Tx(i, k, next_nonce[k], i % nodes, raw, h))
+        out.append(RoutedTx(i, k, next_nonce[k], i % nodes, raw, h))
         next_nonce[k] += 1
     return out
-
-
-# -- observing finality on every node ----------------------------------------------------------
-class Observer:
-    """One poller per node; marks transactions final when their receiving node shows them."""
-
-    def __init__(self, urls: list[str], first_block: int, interval: float) -> None:
-        self.urls = urls
-        self.interval = interval
-        self.first_block = first_block
-        self.cond = threading.Condition()
-        self.txs: dict[str, Tx] = {}
-        self.blocks: list[dict[int, dict]] = [{} for _ in urls]  # per node: number -> block
-        self.finals = 0
-        self.failed: str | None = None
-        self.on_final: Any = None  # called under `cond` with each newly final Tx
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._poll, args=(i,), daemon=True) for i in range(len(urls))]
-
-    def start(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(timeout=10)
-
-    def watch(self, txs: list[Tx]) -> None:
-        with self.cond:
-            for t in txs:
-                self.txs[t.hash] = t
-
-    def _poll(self, i: int) -> None:
-        rpc = Rpc(self.urls[i])
-        n = self.first_block
-        try:
-            while not self._stop.is_set():
-                answers = rpc.batch([("eth_getBlockByNumber", [hex(m), False]) for m in range(n, n + LOOKAHEAD)])
-                seen = time.perf_counter()
-                new = 0
-                for answer in answers:
-                    if "error" in answer:
-                        raise RpcError(answer["error"])
-                    block = answer["result"]
-                    if block is None:
-                        break
-                    with self.cond:
-                        ours = 0
-                        for h in block["transactions"]:
-                            t = self.txs.get(h)
-                            if t is None:
-                                continue
-                            ours += 1
-                            if not t.seen_any:
-                                t.seen_any = seen
-                            if t.node == i and not t.final_at:
-                                t.final_at, t.block = seen, n
-                                self.finals += 1
-                                if self.on_final is not None:
-                                    self.on_final(t)
-                        self.blocks[i][n] = {"number": n, "hash": block["hash"], "seen": seen,
-                                             "txs": len(block["transactions"]), "ours": ours,
-                                             "miner": block["miner"], "round": decode_round(block["extraData"]),
-                                             "timestamp": int(block["timestamp"], 16)}
-                        self.cond.notify_all()
-                    n += 1
-                    new += 1
-                if not new:
-                    self._stop.wait(self.interval)
-        except Exception as exc:  # noqa: BLE001 - reported
-            with self.cond:
-                self.failed = self.failed or f"poller {i}: {exc!r}"
-                self.cond.notify_all()
-        finally:
-            rpc.close()
-
-    def compare_chains(self) -> dict:
-        """Block hashes the pollers saw: equal at every height all four saw?"""
-        common = set.intersection(*(set(b) for b in self.blocks)) if self.blocks else set()
-        bad = [m for m in sorted(common) if len({b[m]["hash"] for b in self.blocks}) != 1]
-        spreads = sorted(max(b[m]["seen"] for b in self.blocks) - min(b[m]["seen"] for b in self.blocks)
-                         for m in common)
-        return {"heights_compared": len(common), "mismatched_heights": bad[:10],
-                "identical": not bad and bool(common),
-                "seen_spread_across_nodes_s": {"p50": round(percentile(spreads, 50), 3),
-                                               "max": round(spreads[-1], 3) if spreads else None}}
-
-
-def check_receipts(net: Net, txs: list[Tx]) -> None:
-    """Each transaction's receipt from its receiving node (batched per block)."""
-    by_hash = {t.hash: t for t in txs}
-    for i, url in enumerate(net.urls):
-        rpc = Rpc(url)
-        try:
-            numbers = sorted({t.block for t in txs if t.node == i and t.block >= 0})
-            for j in range(0, len(numbers), 16):
-                for answer in rpc.batch([("eth_getBlockReceipts", [hex(m)]) for m in numbers[j:j + 16]]):
-                    for r in answer.get("result") or []:
-                        t = by_hash.get(r["transactionHash"])
-                        if t is not None and t.node == i:
-                            t.status = int(r["status"], 16)
-        finally:
-            rpc.close()
 
 
 # -- load ---------------------------------------------------------------------------------------
 @dataclass
 class Load:
-    txs: list[Tx]
+    txs: list[RoutedTx]
     window: int
     accounts: int
     lock: threading.Condition
-    queues: list[list[Tx]] = field(default_factory=list)
+    queues: list[list[RoutedTx]] = field(default_factory=list)
     next_i: list[int] = field(default_factory=list)
     final_count: list[int] = field(default_factory=list)
     rr: int = 0
@@ -576,11 +201,11 @@ class Load:
         self.next_i = [0] * self.accounts
         self.final_count = [0] * self.accounts
 
-    def on_final(self, t: Tx) -> None:  # under lock
+    def on_final(self, t: RoutedTx) -> None:  # under lock
         k = t.account
         self.final_count[k] = max(self.final_count[k], t.nonce - self.queues[k][0].nonce + 1)
 
-    def take(self) -> Tx | None:
+    def take(self) -> RoutedTx | None:
         """The next transaction that may be sent (blocks while all are held back by the window)."""
         with self.lock:
             while True:
@@ -606,11 +231,9 @@ def sender(load: Load, urls: list[str]) -> None:
                 return
             while True:
                 t0 = time.perf_counter()
-                try:
-                    answer = rpcs[t.node].call("eth_sendRawTransaction", t.raw)
-                    error = None
-                except RpcError as exc:
-                    answer, error = None, str(exc.error.get("message"))
+                reply = send_raw(rpcs[t.node], [t.raw])[0]
+                answer = reply.get("result")
+                error = str(reply["error"].get("message")) if "error" in reply else None
                 t1 = time.perf_counter()
                 t.sent_at = t.sent_at or t0  # a retried transaction keeps its first send time
                 if error is not None and "nonce too high" in error:
@@ -636,14 +259,6 @@ def sender(load: Load, urls: list[str]) -> None:
             r.close()
 
 
-def head_number(url: str) -> int:
-    rpc = Rpc(url)
-    try:
-        return int(rpc.call("eth_blockNumber"), 16)
-    finally:
-        rpc.close()
-
-
 def run_load(net: Net, args: argparse.Namespace) -> dict:
     accounts = accounts_of(net)[:10]
     chain_id = net.info.chain_id
@@ -661,8 +276,7 @@ def run_load(net: Net, args: argparse.Namespace) -> dict:
     senders = [threading.Thread(target=sender, args=(load, net.urls), daemon=True)
                for _ in range(args.concurrency)]
     spy = maybe_spy(net, args, default=net.names[0])
-    la0, cpu0 = loadavg(), cpu_of(net)
-    busy = Busy()
+    measured = Measured(lambda: cpu_of(net))
     obs.start()
     t_start = time.perf_counter()
     for s in senders:
@@ -673,9 +287,7 @@ def run_load(net: Net, args: argparse.Namespace) -> dict:
     with obs.cond:
         while obs.finals < len(txs) and not obs.failed and not load.failed and time.monotonic() < deadline:
             obs.cond.wait(0.5)
-    cpu1, la1 = cpu_of(net), loadavg()
-    node_cpu = cpu_delta(cpu0, cpu1)
-    others = busy.others_cores(sum(v for v in node_cpu.values() if v))
+    cpu_load = measured.end()
     detach_py_spy(spy)
     time.sleep(2 * args.poll_interval + 0.1)  # let the slower pollers see the last blocks too
     obs.stop()
@@ -722,10 +334,7 @@ def run_load(net: Net, args: argparse.Namespace) -> dict:
         "rounds_above_0": sum(1 for r in rounds if r),
         "chains": chains,
         "heads": heads,
-        "node_cpu_s": node_cpu,
-        "other_processes_cores": others,
-        "loadavg_before": la0,
-        "loadavg_after": la1,
+        **cpu_load,
         "ok": not failed and len(finals) == len(txs) and all(t.status == 1 for t in txs)
               and chains["identical"] and heads["identical"],
     }
@@ -742,8 +351,7 @@ def run_idle(net: Net, args: argparse.Namespace) -> dict:
     obs.start()
     rng = random.Random(args.seed)
     spy = maybe_spy(net, args, default=net.names[0])
-    la0, cpu0 = loadavg(), cpu_of(net)
-    busy = Busy()
+    measured = Measured(lambda: cpu_of(net))
     samples = []
     failed = None
     time.sleep(1.5)  # past the block period of the last block before we start
@@ -770,9 +378,7 @@ def run_idle(net: Net, args: argparse.Namespace) -> dict:
                         "block": t.block, "round": b["round"], "txs_in_block": b["txs"],
                         "proposer_is_receiver": b["miner"].lower() == "0x" + net.info.nodes[t.node].address.hex()})
         time.sleep(rng.uniform(args.pause_min, args.pause_max))
-    cpu1, la1 = cpu_of(net), loadavg()
-    node_cpu = cpu_delta(cpu0, cpu1)
-    others = busy.others_cores(sum(v for v in node_cpu.values() if v))
+    cpu_load = measured.end()
     detach_py_spy(spy)
     time.sleep(0.2)
     obs.stop()
@@ -798,10 +404,7 @@ def run_idle(net: Net, args: argparse.Namespace) -> dict:
         "status_1": sum(1 for t in txs if t.status == 1),
         "chains": chains,
         "heads": heads,
-        "node_cpu_s": node_cpu,
-        "other_processes_cores": others,
-        "loadavg_before": la0,
-        "loadavg_after": la1,
+        **cpu_load,
         "ok": failed is None and len(samples) == args.samples and all(t.status == 1 for t in txs)
               and chains["identical"] and heads["identical"],
     }
@@ -869,7 +472,7 @@ def run_catchup(net: Net, args: argparse.Namespace) -> dict:
     la0 = loadavg()
     busy = Busy()
     t0 = time.perf_counter()
-    up_thread = start(net, timeout=args.timeout, watch=False)
+    up_thread = start_net(net, timeout=args.timeout, watch=False, node_log_level=args.node_log_level)
     first_answer = first_progress = reached = None
     samples: list[tuple[float, int]] = []
     spy = None
@@ -1006,7 +609,7 @@ def bench(args: argparse.Namespace) -> dict:
     }
     if args.wait_quiet and args.mode == "startup":  # `rxledger up` on a new directory: init, then up
         result["wait_quiet"] = wait_quiet(args.wait_quiet, args.quiet_cores)
-    net = init(tmp / "net", base_port, settings)
+    net = init_net(tmp / "net", base_port, settings)
     result["nodes"] = net.names
     if args.wait_quiet and args.mode in ("load", "idle"):  # catchup waits after building its chain
         result["wait_quiet"] = wait_quiet(args.wait_quiet, args.quiet_cores)
@@ -1017,7 +620,7 @@ def bench(args: argparse.Namespace) -> dict:
             la_up = loadavg()
             genesis_age = time.time() - json.loads((net.dir / "genesis.json").read_text())["timestamp"]
             t0 = time.perf_counter()
-            t = start(net, timeout=120.0)
+            t = start_net(net, timeout=120.0, node_log_level=args.node_log_level)
             warmup = send_warmup(net, t0) if args.mode == "idle" else None
             t.join(timeout=130.0)
             t.watcher.join(timeout=5.0)  # type: ignore[attr-defined]
@@ -1036,7 +639,7 @@ def bench(args: argparse.Namespace) -> dict:
             else:
                 result.update(run_load(net, args) if args.mode == "load" else run_idle(net, args))
     finally:
-        stop(net)
+        stop_net(net)
         if args.dir is None and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         elif args.keep:
@@ -1154,15 +757,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="diagnostic: the nodes' --log-level (debug logs every QBFT step; with --keep)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    global NODE_LOG_LEVEL
-    NODE_LOG_LEVEL = args.node_log_level
     if args.py_spy:
         args.py_spy = str(Path(args.py_spy).absolute())
     result = bench(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
     return 0 if result["ok"] else 1
 
 

@@ -10,7 +10,7 @@ make. A node receives nonces whose predecessors went to another node and have no
 gossiped to it yet: its pool must queue them, not refuse them.
 
 The network is `rxledger network init` + `up --detach` in a temporary directory (the
-helpers of bench/network_bench.py: the same nodes, pollers and receipt check). Reported:
+helpers of bench/common.py, as bench/network_bench.py: the same nodes, pollers and receipt check). Reported:
 accepted / refused (with the first refusals), final (seen in a block by the poller of
 the receiving node) and status 1, tx/s from the first send to the last final,
 admission rate (first send to last answer), blocks and their sizes, chains identical.
@@ -21,7 +21,6 @@ Run:  PYTHONPATH=. .venv/bin/python bench/pool_burst.py [--n 2000] [--accounts 8
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -30,27 +29,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-from machine_info import machine
-from network_bench import (
-    Busy,
+from common import (
+    Measured,
     Observer,
+    RoutedTx,
     Rpc,
-    Tx,
     accounts_of,
     check_receipts,
-    cpu_delta,
     cpu_of,
+    emit,
     head_number,
     heads_identical,
-    init,
-    loadavg,
+    init_net,
     pick_base_port,
     record_pids,
     source_label,
     source_root,
-    start,
-    stop,
+    start_net,
+    stop_net,
 )
+from machine_info import machine
 
 ANCHOR_REGISTRY = bytes.fromhex("00" * 18 + "1003")
 
@@ -65,7 +63,7 @@ def anchor_data(root: bytes) -> bytes:
 
 
 def presign(args: argparse.Namespace, accounts: list[tuple[bytes, bytes]], nonces: list[int], chain_id: int,
-            gas: int) -> list[Tx]:
+            gas: int) -> list[RoutedTx]:
     from eth_account import Account
 
     from rxledger.core.crypto import keccak256
@@ -79,7 +77,7 @@ def presign(args: argparse.Namespace, accounts: list[tuple[bytes, bytes]], nonce
             nonce=nonce, gas=gas, gasPrice=0, to=ANCHOR_REGISTRY, value=0, chainId=chain_id,
             data=anchor_data(keccak256(salt + i.to_bytes(4, "big")))))
         node = (i // args.batch) % args.nodes
-        out.append(Tx(i, k, nonce, node, "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()))
+        out.append(RoutedTx(i, k, nonce, node, "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()))
     return out
 
 
@@ -99,10 +97,9 @@ def run_burst(net: Any, args: argparse.Namespace) -> dict:
     obs = Observer(net.urls, first, args.poll_interval)
     obs.watch(txs)
     rpcs = [Rpc(u) for u in net.urls]
-    la0, cpu0 = loadavg(), cpu_of(net)
-    busy = Busy()
+    measured = Measured(lambda: cpu_of(net))
     obs.start()
-    refused: list[Tx] = []
+    refused: list[RoutedTx] = []
     t_start = time.perf_counter()
     for b in range(0, len(txs), args.batch):
         batch = txs[b:b + args.batch]
@@ -125,9 +122,7 @@ def run_burst(net: Any, args: argparse.Namespace) -> dict:
     with obs.cond:
         while obs.finals < accepted and not obs.failed and time.monotonic() < deadline:
             obs.cond.wait(0.5)
-    cpu1, la1 = cpu_of(net), loadavg()
-    node_cpu = cpu_delta(cpu0, cpu1)
-    others = busy.others_cores(sum(v for v in node_cpu.values() if v))
+    cpu_load = measured.end()
     time.sleep(2 * args.poll_interval + 0.1)
     obs.stop()
     check_receipts(net, txs)
@@ -159,10 +154,7 @@ def run_burst(net: Any, args: argparse.Namespace) -> dict:
         "rounds_above_0": sum(1 for b in ours if b["round"]),
         "chains": chains,
         "heads": heads,
-        "node_cpu_s": node_cpu,
-        "other_processes_cores": others,
-        "loadavg_before": la0,
-        "loadavg_after": la1,
+        **cpu_load,
         "ok": (not refused and len(finals) == len(txs) and status_1 == len(txs) and chains["identical"]
                and heads["identical"]),
     }
@@ -178,16 +170,16 @@ def bench(args: argparse.Namespace) -> dict:
                                  round_timeout=args.round_timeout, max_round_timeout=30.0)
     result: dict[str, Any] = {"machine": machine(), "source": source_label(root),
                               "params": {k: v for k, v in vars(args).items() if k != "json"}}
-    net = init(tmp / "net", pick_base_port(), settings)
+    net = init_net(tmp / "net", pick_base_port(), settings)
     try:
-        t = start(net, timeout=120.0)
+        t = start_net(net, timeout=120.0)
         t.join(timeout=130.0)
         if net.up_error:
             raise SystemExit(f"up failed: {net.up_error}")
         record_pids(net)
         result.update(run_burst(net, args))
     finally:
-        stop(net)
+        stop_net(net)
         shutil.rmtree(tmp, ignore_errors=True)
     return result
 
@@ -222,10 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     result = bench(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
     return 0 if result["ok"] else 1
 
 

@@ -1,4 +1,4 @@
-"""Anchoring throughput and offline receipt verification (client_sdk._anchor).
+"""Anchoring throughput and offline receipt verification (client_sdk's `Anchorer`, `verify_receipts`).
 
 What it does:
 
@@ -34,56 +34,20 @@ import cProfile
 import gc
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from common import DevNode, loadavg
 from machine_info import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from client_sdk._anchor import Anchorer, AnchorReceipt, Trust, verify_receipt, verify_receipts  # noqa: E402
+from client_sdk import Anchorer, AnchorReceipt, Trust, verify_receipt, verify_receipts  # noqa: E402
 from node.genesis import DEV_CHAIN_ID, dev_accounts, dev_validator_key  # noqa: E402
 from rxledger.core.crypto import private_key_to_address  # noqa: E402
 
 ANCHORER = 1  # dev account 1: an enrolled prescriber
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_node(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(data_dir),
-         "--rpc-port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"the dev node exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the dev node at {url} did not answer within {timeout} s")
-
-
-def loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def run_once(url: str, n: int, batch_size: int, record_size: int, json_sample: int,
@@ -154,15 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
-    tmp = Path(tempfile.mkdtemp(prefix="anchor-bench-"))
-    proc = None
-    url = args.url
-    if url is None:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        proc = start_node(tmp / "data", port)
-    try:
-        wait_healthy(url, proc)
+    with DevNode(args.url, prefix="anchor-bench-") as node:
+        url = node.url
+        assert url is not None
         report: dict[str, object] = {"machine": machine(), "load_before": loadavg(), "runs": []}
         runs: list[dict[str, object]] = []
         for size in sizes:
@@ -184,14 +142,6 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(report, indent=2))
         else:
             print(f"load before {report['load_before']}, after {report['load_after']}")
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

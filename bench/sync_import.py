@@ -32,16 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import init_net, loadavg, source_label, source_root, wait_quiet
 from machine_info import machine
-from network_bench import (
-    build_chain,
-    fsync_probe,
-    init,
-    loadavg,
-    source_label,
-    source_root,
-    wait_quiet,
-)
+from network_bench import build_chain, fsync_probe
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-sync-import-"))
     try:
-        net = init(tmp / "net", 40000, ConsensusSettings())
+        net = init_net(tmp / "net", 40000, ConsensusSettings())
         built = build_chain(net, args.blocks)
         cfgs = [load_node_config(n.config) for n in net.info.nodes if n.is_validator]
         genesis = load_genesis(cfgs[0].genesis)

@@ -104,6 +104,14 @@ class Measured:
                 "loadavg_before": self.loadavg_before, "loadavg_after": la1}
 
 
+def record_failure(run: Any, message: str) -> None:
+    """Keep the first failure of a run (its `failed`, guarded by its `lock`, a
+    `threading.Condition`) and wake every thread waiting on the lock."""
+    with run.lock:
+        run.failed = run.failed or message
+        run.lock.notify_all()
+
+
 def wait_quiet(max_wait: float, cores: float, window: float = 10.0) -> dict[str, Any]:
     """Wait (at most `max_wait` s) until the rest of the machine has used less than `cores`
     CPU cores for `window` seconds in a row; returns what was waited and seen."""

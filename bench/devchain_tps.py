@@ -54,6 +54,7 @@ from common import (
     percentile,
     process_cpu_seconds,
     receipt_statuses,
+    record_failure,
     send_raw,
     wait_receipts,
 )
@@ -205,9 +206,7 @@ def sender(run: Run, url: str, batch: int) -> None:
                     time.sleep(0.02)
                 txs = again
     except Exception as exc:  # report, and let the main thread stop
-        with run.lock:
-            run.failed = run.failed or f"sender: {exc!r}"
-            run.lock.notify_all()
+        record_failure(run, f"sender: {exc!r}")
     finally:
         rpc.close()
 
@@ -244,9 +243,7 @@ def poller(run: Run, url: str, first_block: int, interval: float, blocks: list[d
     try:
         follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
     except Exception as exc:
-        with run.lock:
-            run.failed = run.failed or f"poller: {exc!r}"
-            run.lock.notify_all()
+        record_failure(run, f"poller: {exc!r}")
         run.done.set()
 
 

@@ -107,6 +107,7 @@ from common import (  # noqa: E402
     pick_base_port,
     process_cpu_seconds,
     receipt_statuses,
+    record_failure,
     record_pids,
     send_raw,
     source_root,
@@ -332,9 +333,7 @@ def send(run: Pipeline, rpc: Rpc, txs: list[Tx]) -> None:
                     and time.monotonic() < deadline and not run.failed):
                 again.append(t)
             elif error is not None or answer.get("result") != t.hash:
-                with run.lock:
-                    run.failed = run.failed or f"lane {t.lane} {STEPS[t.step]} {t.index} (node {t.node}): {answer}"
-                    run.lock.notify_all()
+                record_failure(run, f"lane {t.lane} {STEPS[t.step]} {t.index} (node {t.node}): {answer}")
         if again:
             with run.lock:
                 run.retries += len(again)
@@ -357,9 +356,7 @@ def sender(run: Pipeline, urls: list[str], batch: int) -> None:
             for node, group in by_node.items():
                 send(run, rpcs[node], group)
     except Exception as exc:
-        with run.lock:
-            run.failed = run.failed or f"sender: {exc!r}"
-            run.lock.notify_all()
+        record_failure(run, f"sender: {exc!r}")
     finally:
         for rpc in rpcs:
             rpc.close()
@@ -392,9 +389,7 @@ def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: l
     try:
         follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
     except Exception as exc:
-        with run.lock:
-            run.failed = run.failed or f"poller: {exc!r}"
-            run.lock.notify_all()
+        record_failure(run, f"poller: {exc!r}")
         run.done.set()
 
 

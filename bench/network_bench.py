@@ -106,6 +106,7 @@ from common import (
     percentile,
     pick_base_port,
     py_spy_record,
+    record_failure,
     record_pids,
     send_raw,
     source_label,
@@ -251,9 +252,7 @@ def sender(load: Load, urls: list[str]) -> None:
                 t.answered_at = t1
                 break
     except Exception as exc:  # noqa: BLE001 - reported
-        with load.lock:
-            load.failed = load.failed or f"sender: {exc!r}"
-            load.lock.notify_all()
+        record_failure(load, f"sender: {exc!r}")
     finally:
         for r in rpcs:
             r.close()

@@ -347,6 +347,43 @@ def follow_blocks(url: str, first_block: int, interval: float, stop: threading.E
         rpc.close()
 
 
+def follow_run(run: Any, url: str, first_block: int, interval: float, total: int,
+               on_block: Callable[[int, dict[str, Any], float], None]) -> None:
+    """The poller of a load run (its `lock`, `failed`, `done`, `finals`): `follow_blocks`
+    until `total` transactions are final or, a poll finding nothing new, the run has
+    failed; then, or on its own failure (recorded as the run's), it sets `run.done`."""
+    def after_pass(new: int) -> bool:
+        if run.finals >= total or (not new and run.failed):
+            run.done.set()
+            return True
+        return False
+
+    try:
+        follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
+    except Exception as exc:  # noqa: BLE001 - reported
+        record_failure(run, f"poller: {exc!r}")
+        run.done.set()
+
+
+def mark_final(run: Any, by_hash: dict[str, Any], block: dict[str, Any], number: int, seen: float,
+               on_final: Callable[[Any], None]) -> int:
+    """Under `run.lock`: each transaction of `block` that `by_hash` holds is final (its
+    `final_at` = `seen`, its `block` = `number`, `on_final(tx)`, `run.finals` + 1); wakes the
+    lock's waiters; returns how many of the block's transactions were ours."""
+    ours = 0
+    with run.lock:
+        for h in block["transactions"]:
+            t = by_hash.get(h)
+            if t is None:
+                continue
+            ours += 1
+            t.final_at, t.block = seen, number
+            on_final(t)
+            run.finals += 1
+        run.lock.notify_all()
+    return ours
+
+
 # -- ports ---------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:

@@ -50,7 +50,8 @@ from common import (
     DevNode,
     Rpc,
     emit,
-    follow_blocks,
+    follow_run,
+    mark_final,
     percentile,
     process_cpu_seconds,
     receipt_statuses,
@@ -215,36 +216,15 @@ def poller(run: Run, url: str, first_block: int, interval: float, blocks: list[d
     """Observe final blocks (`common.follow_blocks`: one batch of 16 `eth_getBlockByNumber` per poll)."""
     by_hash = {t.hash: t for t in run.txs}
 
+    def on_final(t: Tx) -> None:  # under the lock
+        run.final_count[t.account] = max(run.final_count[t.account], t.nonce - run.queues[t.account][0].nonce + 1)
+
     def on_block(n: int, block: dict, seen: float) -> None:
-        ours = 0
-        with run.lock:
-            for h in block["transactions"]:
-                t = by_hash.get(h)
-                if t is None:
-                    continue
-                ours += 1
-                t.final_at, t.block = seen, n
-                run.final_count[t.account] = max(run.final_count[t.account],
-                                                 t.nonce - run.queues[t.account][0].nonce + 1)
-                run.finals += 1
-            run.lock.notify_all()
+        ours = mark_final(run, by_hash, block, n, seen, on_final)
         blocks.append({"number": n, "txs": len(block["transactions"]), "ours": ours,
                        "gasUsed": int(block["gasUsed"], 16), "seen": seen})
 
-    def after_pass(new: int) -> bool:
-        if run.finals >= len(run.txs):
-            run.done.set()
-            return True
-        if not new:
-            with run.lock:
-                return run.failed is not None
-        return False
-
-    try:
-        follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
-    except Exception as exc:
-        record_failure(run, f"poller: {exc!r}")
-        run.done.set()
+    follow_run(run, url, first_block, interval, len(run.txs), on_block)
 
 
 def check_receipts(rpc: Rpc, txs: list[Tx], blocks: list[dict]) -> None:

@@ -99,10 +99,11 @@ from common import (  # noqa: E402
     cpu_of,
     decode_round,
     emit,
-    follow_blocks,
+    follow_run,
     heads_identical,
     init_net,
     loadavg,
+    mark_final,
     percentile,
     pick_base_port,
     process_cpu_seconds,
@@ -365,32 +366,15 @@ def sender(run: Pipeline, urls: list[str], batch: int) -> None:
 def poller(run: Pipeline, url: str, first_block: int, interval: float, blocks: list[dict[str, Any]]) -> None:
     by_hash = {t.hash: t for lane in run.txs for step in lane for t in step}
 
+    def on_final(t: Tx) -> None:  # under the lock
+        run.final[t.lane][t.step] = max(run.final[t.lane][t.step], t.index + 1)
+
     def on_block(n: int, block: dict[str, Any], seen: float) -> None:
-        ours = 0
-        with run.lock:
-            for h in block["transactions"]:
-                t = by_hash.get(h)
-                if t is None:
-                    continue
-                ours += 1
-                t.final_at, t.block = seen, n
-                run.final[t.lane][t.step] = max(run.final[t.lane][t.step], t.index + 1)
-                run.finals += 1
-            run.lock.notify_all()
+        ours = mark_final(run, by_hash, block, n, seen, on_final)
         blocks.append({"number": n, "ours": ours, "gasUsed": int(block["gasUsed"], 16), "seen": seen,
                        "round": decode_round(block["extraData"])})
 
-    def after_pass(new: int) -> bool:
-        if run.finals >= run.total or (not new and run.failed):
-            run.done.set()
-            return True
-        return False
-
-    try:
-        follow_blocks(url, first_block, interval, run.done, on_block, after_pass)
-    except Exception as exc:
-        record_failure(run, f"poller: {exc!r}")
-        run.done.set()
+    follow_run(run, url, first_block, interval, run.total, on_block)
 
 
 def run_engine(rpc: Rpc, urls: list[str], engine: str, registry: str, lanes: list[Lane], n: int,

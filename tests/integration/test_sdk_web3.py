@@ -3,7 +3,7 @@ prescription lifecycle and anchoring (receipts verified offline) through
 `Web3(HTTPProvider(url))`; transactions signed by a Web3's signing middleware; the
 ledger's contracts as web3 contract objects agreeing with the SDK; a Web3 of another
 chain, an unreachable one and one without a signer refused with a clear error; the
-asyncio twins over `AsyncWeb3`."""
+asyncio twins (and anchoring) over `AsyncWeb3`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from web3.middleware.base import Web3Middleware
 from client_sdk import (
     Anchorer,
     AnchorReceipt,
+    AsyncAnchorer,
     AsyncHospital,
     AsyncPharmacy,
     ClientError,
@@ -210,6 +211,9 @@ def test_the_asyncio_twins_run_over_an_async_web3(dev_node: DevNode) -> None:
             await reviewer.review(issued.rx_id, approve=True)
             assert (await pharmacy.verify(issued.token)).dispensable
             result = await pharmacy.dispense(issued.token, quantity=20)
+            async with AsyncAnchorer(w3, PRESCRIBER.private_key, chain_id=CHAIN_ID) as anchorer:
+                (receipt,) = await anchorer.submit([b"async web3 " + os.urandom(8)])
+            verify_receipt(receipt, Trust.from_validators([DEV_VALIDATOR], chain_id=CHAIN_ID))
             return result.fill_number, (await pharmacy.get(issued.rx_id)).status
         finally:
             await w3.provider.disconnect()

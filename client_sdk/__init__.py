@@ -10,6 +10,11 @@ logic. Every error is a `ClientError` (see `client_sdk._errors` for the tree).
     from client_sdk import Hospital, Pharmacy
     issued = Hospital("http://127.0.0.1:8545", prescriber_key).issue(medication_request)
     check = Pharmacy("http://127.0.0.1:8545", pharmacist_key).verify(issued.token)
+
+Where a class takes a node's URL it also takes a `web3.Web3` (`web3.AsyncWeb3` for the
+twins): the hospital's own provider, middleware and signer then carry the SDK's requests
+(see `client_sdk._web3`); `Contracts` gives the ledger's contracts as web3 contract objects.
+The SDK needs none of the node's packages: only `rxledger.core`.
 """
 
 from client_sdk._anchor import (
@@ -56,6 +61,7 @@ from client_sdk._prescriptions import (
 )
 from client_sdk._rpc import AsyncRpc, Rpc
 from client_sdk._token import PrescriptionToken, decode_token, generate_pharmacy_key
+from client_sdk._web3 import Contracts
 
 __all__ = [
     "DEV_CONSORTIUM_KEY",
@@ -69,6 +75,7 @@ __all__ = [
     "AsyncRpc",
     "ClientError",
     "CommitmentMismatch",
+    "Contracts",
     "DispenseResult",
     "HistoryEntry",
     "Hospital",

@@ -65,7 +65,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rlp
 from trie.hexary import HexaryTrie
@@ -78,10 +78,12 @@ from client_sdk._ledger import (
     Signer,
     _reason_of_failed,
     call_flow,
+    send_transaction_flow,
     wait_receipt_flow,
 )
 from client_sdk._merkle import audit_paths, root_from_path, tree_levels
 from client_sdk._rpc import AsyncRpc, Call, Flow, Rpc
+from client_sdk._web3 import connect, connect_async, signer_for
 from rxledger.core.crypto import keccak256
 from rxledger.core.errors import InvalidBlock, InvalidTransaction
 from rxledger.core.light_client import (
@@ -96,6 +98,9 @@ from rxledger.core.types.receipts import Log, Receipt, decode_receipt, encode_re
 from rxledger.core.types.rlp_codec import decode_rlp
 from rxledger.core.types.transactions import decode_transaction
 from rxledger.core.wire import header_from_rpc
+
+if TYPE_CHECKING:
+    from web3 import AsyncWeb3, Web3
 
 __all__ = [
     "AnchorProof",
@@ -866,11 +871,8 @@ def _anchor_flow(
         # refusal (not enrolled, root anchored before) comes before any transaction.
         gas = yield from _estimate_flow(trees[0][3])
     for chunk, levels, root, tx in trees:
-        signed = signer.account.sign_transaction({
-            "to": contract.address, "data": tx["data"], "value": 0, "gas": gas,
-            "gasPrice": gas_price, "nonce": nonce, "chainId": chain_id,
-        })
-        tx_hash = yield Call("eth_sendRawTransaction", ("0x" + bytes(signed.raw_transaction).hex(),))
+        tx_hash = yield from send_transaction_flow(
+            signer, contract.address, tx["data"], gas=gas, gas_price=gas_price, nonce=nonce)
         nonce += 1
         signer.next_nonce = nonce
         sent.append(_Sent(chunk, levels, root, tx, tx_hash))
@@ -928,14 +930,18 @@ def _length(items: Iterable[bytes]) -> int | None:
 
 class _AnchorerBase:
     def __init__(
-        self, key: str | bytes | Signer, *, batch_size: int, meta: bytes,
-        timeout: float, poll: float,
+        self, rpc: Rpc | AsyncRpc, key: str | bytes | Signer | None, *, batch_size: int,
+        meta: bytes, timeout: float, poll: float,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if len(meta) != 32:
             raise ValueError(f"meta is 32 bytes, got {len(meta)}")
-        self.signer = key if isinstance(key, Signer) else Signer.from_key(key)
+        signer = signer_for(key, rpc)
+        if signer is None:
+            raise ClientError("anchoring sends transactions: give the account's key "
+                              "(or a web3.Web3 whose default account has a signing middleware)")
+        self.signer = signer
         self.batch_size = batch_size
         self.meta = meta
         self.timeout = timeout
@@ -951,18 +957,21 @@ class _AnchorerBase:
 class Anchorer(_AnchorerBase):
     """Anchor record hashes through one node, blocking.
 
-    `rpc` is the node's URL or an `Rpc`; `key` the signing account (an enrolled one);
+    `rpc` is the node's URL, an `Rpc` or a `web3.Web3`; `key` the signing account (an
+    enrolled one; None: the Web3's default account, signed by its middleware);
     `batch_size` the most records per tree (one transaction each); `meta` the 32-byte
-    word anchored with every root (free for the caller: a batch kind, a date, …).
+    word anchored with every root (free for the caller: a batch kind, a date, …);
+    `chain_id` the chain meant (a node of another is refused).
     """
 
     def __init__(
-        self, rpc: str | Rpc, key: str | bytes | Signer, *, batch_size: int = DEFAULT_BATCH_SIZE,
-        meta: bytes = ZERO32, timeout: float = 60.0, poll: float = 0.02,
+        self, rpc: str | Rpc | Web3, key: str | bytes | Signer | None = None, *,
+        batch_size: int = DEFAULT_BATCH_SIZE, meta: bytes = ZERO32, timeout: float = 60.0,
+        poll: float = 0.02, chain_id: int | None = None,
     ) -> None:
-        super().__init__(key, batch_size=batch_size, meta=meta, timeout=timeout, poll=poll)
         self._owns_rpc = not isinstance(rpc, Rpc)
-        self.rpc = Rpc(rpc) if isinstance(rpc, str) else rpc
+        self.rpc = connect(rpc, chain_id=chain_id)
+        super().__init__(self.rpc, key, batch_size=batch_size, meta=meta, timeout=timeout, poll=poll)
 
     def submit(self, records: Iterable[bytes], *, progress: Progress | None = None) -> list[AnchorReceipt]:
         """Anchor the records (each hashed with SHA-256); one receipt per record, in order.
@@ -991,12 +1000,13 @@ class AsyncAnchorer(_AnchorerBase):
     """`Anchorer` for asyncio callers (the same flows, driven by `AsyncRpc`)."""
 
     def __init__(
-        self, rpc: str | AsyncRpc, key: str | bytes | Signer, *, batch_size: int = DEFAULT_BATCH_SIZE,
-        meta: bytes = ZERO32, timeout: float = 60.0, poll: float = 0.02,
+        self, rpc: str | AsyncRpc | AsyncWeb3[Any], key: str | bytes | Signer | None = None, *,
+        batch_size: int = DEFAULT_BATCH_SIZE, meta: bytes = ZERO32, timeout: float = 60.0,
+        poll: float = 0.02, chain_id: int | None = None,
     ) -> None:
-        super().__init__(key, batch_size=batch_size, meta=meta, timeout=timeout, poll=poll)
         self._owns_rpc = not isinstance(rpc, AsyncRpc)
-        self.rpc = AsyncRpc(rpc) if isinstance(rpc, str) else rpc
+        self.rpc = connect_async(rpc, chain_id=chain_id)
+        super().__init__(self.rpc, key, batch_size=batch_size, meta=meta, timeout=timeout, poll=poll)
 
     async def submit(self, records: Iterable[bytes], *, progress: Progress | None = None) -> list[AnchorReceipt]:
         return await self.rpc.run(self._flow(_record_hashes(records), _length(records), progress))

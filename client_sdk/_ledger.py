@@ -30,7 +30,10 @@ __all__ = [
     "Signer",
     "call_flow",
     "send_flow",
+    "send_transaction_flow",
 ]
+
+METHOD_NOT_FOUND = -32601
 
 # INTERFACES.md: the reserved addresses of the native chaincodes, the same on every chain.
 PRESCRIPTION_REGISTRY = "0x0000000000000000000000000000000000001001"
@@ -146,11 +149,18 @@ def call_flow(
 @dataclass
 class Signer:
     """A signing account and the nonce it will use next (kept so a burst of sends from one
-    process does not reuse a nonce the node's pending count has not seen yet)."""
+    process does not reuse a nonce the node's pending count has not seen yet).
 
-    account: LocalAccount
+    `account` is the local key the SDK signs with (sent with `eth_sendRawTransaction`);
+    a signer without one (`Signer.via_web3`) names the default account of a `web3.Web3`
+    whose signing middleware holds the key: the SDK sends `eth_sendTransaction` through
+    that Web3 and its middleware signs.
+    """
+
+    account: LocalAccount | None
     next_nonce: int = -1
     chain_id: int | None = field(default=None)
+    sender: str = ""
 
     @classmethod
     def from_key(cls, key: str | bytes) -> Signer:
@@ -159,9 +169,42 @@ class Signer:
         except Exception as exc:
             raise ClientError(f"not a valid secp256k1 private key: {exc}") from exc
 
+    @classmethod
+    def via_web3(cls, address: str) -> Signer:
+        """The default account of a Web3 whose middleware signs (see the class)."""
+        try:
+            return cls(None, sender=to_checksum_address(address))
+        except Exception as exc:
+            raise ClientError(f"not an account address: {address!r}") from exc
+
     @property
     def address(self) -> str:
-        return str(self.account.address)
+        return str(self.account.address) if self.account is not None else self.sender
+
+
+def send_transaction_flow(
+    signer: Signer, to: str, data: str, *, gas: int, gas_price: int, nonce: int
+) -> Flow[str]:
+    """Send one transaction (signed here, or by the Web3's middleware); its hash."""
+    assert signer.chain_id is not None
+    if signer.account is None:
+        tx = {"from": signer.address, "to": to, "data": data, "value": 0, "gas": gas,
+              "gasPrice": gas_price, "nonce": nonce, "chainId": signer.chain_id}
+        try:
+            return str((yield Call("eth_sendTransaction", (tx,))))
+        except RpcError as exc:
+            if exc.code != METHOD_NOT_FOUND:
+                raise
+            raise ClientError(
+                f"the Web3's default account {signer.address} has no signer: the node was asked "
+                "to sign (eth_sendTransaction) and cannot; add web3's "
+                "SignAndSendRawMiddlewareBuilder.build(account) or give the SDK the key"
+            ) from exc
+    signed = signer.account.sign_transaction(
+        {"to": to, "data": data, "value": 0, "gas": gas,  # type: ignore[dict-item]
+         "gasPrice": gas_price, "nonce": nonce, "chainId": signer.chain_id}
+    )
+    return str((yield Call("eth_sendRawTransaction", ("0x" + bytes(signed.raw_transaction).hex(),))))
 
 
 def _reason_of_failed(tx: dict[str, Any], receipt: dict[str, Any]) -> Flow[str]:
@@ -205,12 +248,8 @@ def send_flow(
         estimate = int((yield Call("eth_estimateGas", (tx, "latest"))), 16)
         gas = estimate + estimate // 4 + 10_000
     gas_price = int((yield Call("eth_gasPrice")), 16)
-    signed = signer.account.sign_transaction(
-        {"to": contract.address, "data": data, "value": 0, "gas": gas,  # type: ignore[dict-item]
-         "gasPrice": gas_price, "nonce": nonce, "chainId": signer.chain_id}
-    )
-    raw = "0x" + bytes(signed.raw_transaction).hex()
-    tx_hash = yield Call("eth_sendRawTransaction", (raw,))
+    tx_hash = yield from send_transaction_flow(
+        signer, contract.address, data, gas=gas, gas_price=gas_price, nonce=nonce)
     signer.next_nonce = nonce + 1
     receipt = yield from wait_receipt_flow(tx_hash, timeout=timeout, poll=poll)
     if int(receipt["status"], 16) != 1:

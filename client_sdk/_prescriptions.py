@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from client_sdk._commitment import (
     DEV_CONSORTIUM_KEY,
@@ -35,6 +35,10 @@ from client_sdk._ledger import (
 )
 from client_sdk._rpc import DEFAULT_URL, AsyncRpc, Flow, Rpc
 from client_sdk._token import PrescriptionToken, decode_token
+from client_sdk._web3 import Contracts, connect, connect_async, signer_for, web3_of
+
+if TYPE_CHECKING:
+    from web3 import AsyncWeb3, Web3
 
 __all__ = [
     "STATUS_NAMES",
@@ -228,7 +232,7 @@ class _Flows:
 
     def __init__(
         self,
-        key: str | bytes | None,
+        signer: Signer | None,
         *,
         consortium_key: bytes,
         schedules: ScheduleTable | None,
@@ -236,7 +240,7 @@ class _Flows:
         governance: str,
         timeout: float,
     ) -> None:
-        self.signer = Signer.from_key(key) if key is not None else None
+        self.signer = signer
         self.consortium_key = consortium_key
         self.schedules = schedules
         self.registry = Contract("PrescriptionRegistry", registry)
@@ -245,7 +249,8 @@ class _Flows:
 
     def _signer(self) -> Signer:
         if self.signer is None:
-            raise ClientError("this operation sends a transaction: give the account's key")
+            raise ClientError("this operation sends a transaction: give the account's key "
+                              "(or a web3.Web3 whose default account has a signing middleware)")
         return self.signer
 
     def send(self, function: str, *args: Any) -> Flow[dict[str, Any]]:
@@ -473,23 +478,27 @@ class _Flows:
         )
 
 
-def _make_rpc(rpc: str | Rpc) -> Rpc:
-    return Rpc(rpc) if isinstance(rpc, str) else rpc
-
-
-def _make_async_rpc(rpc: str | AsyncRpc) -> AsyncRpc:
-    return AsyncRpc(rpc) if isinstance(rpc, str) else rpc
-
-
 class _Role:
     def __init__(
-        self, rpc: str | Rpc = DEFAULT_URL, key: str | bytes | None = None, *,
+        self, rpc: str | Rpc | Web3 = DEFAULT_URL, key: str | bytes | None = None, *,
         consortium_key: bytes = DEV_CONSORTIUM_KEY, schedules: ScheduleTable | None = None,
         registry: str = PRESCRIPTION_REGISTRY, governance: str = GOVERNANCE, timeout: float = 60.0,
+        chain_id: int | None = None,
     ) -> None:
-        self.rpc = _make_rpc(rpc)
-        self._flows = _Flows(key, consortium_key=consortium_key, schedules=schedules,
-                             registry=registry, governance=governance, timeout=timeout)
+        self.rpc = connect(rpc, chain_id=chain_id)
+        self._flows = _Flows(signer_for(key, self.rpc), consortium_key=consortium_key,
+                             schedules=schedules, registry=registry, governance=governance,
+                             timeout=timeout)
+        self._contracts: Contracts | None = None
+
+    @property
+    def contracts(self) -> Contracts:
+        """The ledger's contracts as web3 contract objects, over this role's Web3 (or a
+        web3 `HTTPProvider` of its URL)."""
+        if self._contracts is None:
+            self._contracts = Contracts.of(web3_of(self.rpc), prescriptions=self._flows.registry.address,
+                                           governance=self._flows.governance.address)
+        return self._contracts
 
     def close(self) -> None:
         self.rpc.close()
@@ -500,13 +509,15 @@ class _Role:
 
 class _AsyncRole:
     def __init__(
-        self, rpc: str | AsyncRpc = DEFAULT_URL, key: str | bytes | None = None, *,
+        self, rpc: str | AsyncRpc | AsyncWeb3[Any] = DEFAULT_URL, key: str | bytes | None = None, *,
         consortium_key: bytes = DEV_CONSORTIUM_KEY, schedules: ScheduleTable | None = None,
         registry: str = PRESCRIPTION_REGISTRY, governance: str = GOVERNANCE, timeout: float = 60.0,
+        chain_id: int | None = None,
     ) -> None:
-        self.rpc = _make_async_rpc(rpc)
-        self._flows = _Flows(key, consortium_key=consortium_key, schedules=schedules,
-                             registry=registry, governance=governance, timeout=timeout)
+        self.rpc = connect_async(rpc, chain_id=chain_id)
+        self._flows = _Flows(signer_for(key, self.rpc), consortium_key=consortium_key,
+                             schedules=schedules, registry=registry, governance=governance,
+                             timeout=timeout)
 
     async def aclose(self) -> None:
         await self.rpc.aclose()
@@ -575,7 +586,7 @@ class AsyncHospital(_AsyncRole):
 class Pharmacy(_Role):
     """A pharmacist: verify a presented token, then record the fill."""
 
-    def __init__(self, rpc: str | Rpc = DEFAULT_URL, key: str | bytes | None = None, *,
+    def __init__(self, rpc: str | Rpc | Web3 = DEFAULT_URL, key: str | bytes | None = None, *,
                  token_key: bytes | None = None, **kwargs: Any) -> None:
         super().__init__(rpc, key, **kwargs)
         self.token_key = token_key
@@ -592,7 +603,7 @@ class Pharmacy(_Role):
 class AsyncPharmacy(_AsyncRole):
     """`Pharmacy` under asyncio."""
 
-    def __init__(self, rpc: str | AsyncRpc = DEFAULT_URL, key: str | bytes | None = None, *,
+    def __init__(self, rpc: str | AsyncRpc | AsyncWeb3[Any] = DEFAULT_URL, key: str | bytes | None = None, *,
                  token_key: bytes | None = None, **kwargs: Any) -> None:
         super().__init__(rpc, key, **kwargs)
         self.token_key = token_key

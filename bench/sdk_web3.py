@@ -21,17 +21,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from common import DevNode
 from machine_info import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -44,34 +41,6 @@ from client_sdk import Hospital  # noqa: E402
 from node.genesis import dev_accounts  # noqa: E402
 
 PRESCRIBER = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_node(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(data_dir),
-         "--rpc-port", str(port), "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )
-
-
-def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the dev node exited with {proc.returncode}")
-        try:
-            if httpx.get(url + "health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the dev node at {url} did not answer within {timeout} s")
 
 
 def medication_request(i: int) -> dict[str, Any]:
@@ -132,15 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    tmp = Path(tempfile.mkdtemp(prefix="sdk-web3-bench-"))
-    proc = None
-    url = args.url
-    try:
-        if url is None:
-            port = free_port()
-            url = f"http://127.0.0.1:{port}/"
-            proc = start_node(tmp / "data", port)
-            wait_healthy(url, proc)
+    with DevNode(args.url, prefix="sdk-web3-bench-") as node:
+        url = node.url
+        assert url is not None
         key = dev_accounts()[PRESCRIBER].private_key
         kinds = ["own", "web3", "web3-signer"]
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
@@ -164,14 +127,6 @@ def main(argv: list[str] | None = None) -> int:
                      if "reads_per_s" in result[kind] else ""))
         if args.json:
             args.json.write_text(json.dumps(result, indent=2))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -15,8 +15,8 @@ import sys
 
 __all__ = ["NODE_EXTRA_MESSAGE", "missing_node_modules", "require_node_extra"]
 
-#: Import names of the distributions only the `node` extra installs.
-NODE_MODULES = ("evm", "plyvel", "fastapi", "uvicorn", "tomli_w")
+#: Import names of the distributions only the `node` extra installs (py-evm's is `eth`).
+NODE_MODULES = ("eth", "plyvel", "fastapi", "uvicorn", "tomli_w")
 
 NODE_EXTRA_MESSAGE = "the node is not installed: pip install 'rxledger[node]'"
 

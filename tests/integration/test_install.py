@@ -9,7 +9,9 @@ through pip's cache):
   cleanly on SIGTERM, `rxledger network init` (deployment templates are package data), the
   contract artifacts read from the installed package;
 - without extras (what a hospital installs for the client SDK): the SDK imports, py-evm
-  and plyvel are absent, and the node's commands answer with one line and exit 1.
+  (`eth`), plyvel, fastapi, uvicorn and tomli-w are absent, and the node's commands answer
+  with one line and exit 1 (rxledger._extras.require_node_extra, called by the console
+  entry before it imports a node command).
 
 Every command runs from a temporary directory with PYTHONPATH unset, so nothing is
 imported from the checkout.
@@ -204,7 +206,7 @@ def test_the_base_install_has_the_sdk_without_the_node(sdk_venv: Path, tmp_path:
                "print(len(load_artifact('AnchorRegistry')['abi']))"], cwd=tmp_path)
     assert sdk.returncode == 0, sdk.stderr
     assert int(sdk.stdout) > 0
-    for module in ("evm", "plyvel", "fastapi", "uvicorn"):
+    for module in ("eth", "plyvel", "fastapi", "uvicorn", "tomli_w"):  # eth: py-evm
         absent = run([sdk_venv / "python", "-c", f"import {module}"], cwd=tmp_path)
         assert absent.returncode == 1 and f"No module named '{module}'" in absent.stderr, module
 

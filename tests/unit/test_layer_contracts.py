@@ -1,8 +1,12 @@
-"""The layer contracts in pyproject.toml ([tool.importlinter]) catch the imports they forbid.
+"""The layer contracts in pyproject.toml ([tool.importlinter]) catch the imports they forbid;
+no package imports another package's private modules.
 
 scripts/test runs `lint-imports` on the repository; these tests show that the check can
 fail: on a copy of the packages, one contract is kept, then a forbidden import is added
 and the same contract is reported broken, naming the module and the line.
+
+Private modules (a name part starting with `_`, as httpx's) are what import-linter's
+module expressions cannot name, so that rule is checked here on the same import graph.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +68,30 @@ def test_a_forbidden_import_breaks_the_contract(copy: Path, contract: str, modul
     assert after.returncode == 1, after.stdout + after.stderr
     assert "0 kept, 1 broken" in after.stdout
     assert f"{expected} (l.{number})" in after.stdout
+
+
+def private_imports_across_packages(graph: grimp.ImportGraph) -> list[tuple[str, str]]:
+    """(importer, imported) where `imported` has a private name part and lives in another
+    top-level package than `importer`."""
+    found = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            top, *rest = imported.split(".")
+            private = any(part.startswith("_") and not part.startswith("__") for part in rest)
+            if private and importer.split(".")[0] != top:
+                found.append((importer, imported))
+    return found
+
+
+def test_no_package_imports_another_packages_private_modules() -> None:
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    assert private_imports_across_packages(graph) == []
+
+
+def test_the_private_module_check_finds_one(copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_import(copy / "network" / "cli.py", "import client_sdk._token  # noqa")
+    monkeypatch.syspath_prepend(str(copy))
+    for name in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
+        monkeypatch.delitem(sys.modules, name)  # build the copy's graph, not the checkout's
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    assert ("network.cli", "client_sdk._token") in private_imports_across_packages(graph)

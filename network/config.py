@@ -90,7 +90,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from network import _toml
+import tomli_w
+
 from network.errors import ConfigError
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
@@ -264,7 +265,13 @@ def dump_node_config(config: NodeFileConfig, comment: str = "") -> str:
         "Start it with: rxledger node start --config <this file>\n"
         "Written by `rxledger network init`; see docs/DEPLOY.md for every field."
     )
-    return _toml.dumps(node_config_to_dict(config), header=header)
+    return _comment(header) + tomli_w.dumps(node_config_to_dict(config))
+
+
+def _comment(text: str) -> str:
+    """`text` as TOML comment lines and a blank line (tomli-w writes no comments)."""
+    lines = [("# " + line).rstrip() for line in text.splitlines()]
+    return "".join(line + "\n" for line in lines) + "\n" if lines else ""
 
 
 def save_node_config(config: NodeFileConfig, path: Path, comment: str = "") -> None:

@@ -1,6 +1,7 @@
 """Tests for the committed Solidity artifacts (contracts/artifacts) and their toolchain.
 
-* the artifacts load through ``rxledger.core.artifacts`` and look sane;
+* the artifacts load through ``rxledger.core.artifacts`` and look sane, and in a checkout
+  the package data it reads is the committed ``contracts/artifacts`` itself;
 * ``python contracts/build.py --check`` reproduces them byte-for-byte with the
   pinned solcjs (skipped only when npm/node are not installed);
 * the prague-targeted Counter bytecode deploys and runs on a bare in-memory
@@ -13,14 +14,17 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from eth_abi import decode, encode
 from eth_keys import keys
 from eth_utils import function_signature_to_4byte_selector, keccak, to_wei
 
-from rxledger.core.artifacts import ARTIFACTS_DIR, REPO_ROOT, load_artifact
+from rxledger.core.artifacts import ARTIFACTS_DIR, load_artifact
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMITTED_DIR = REPO_ROOT / "contracts" / "artifacts"
 BUILD_SCRIPT = REPO_ROOT / "contracts" / "build.py"
 PACKAGE_JSON = REPO_ROOT / "contracts" / "package.json"
 
@@ -73,9 +77,17 @@ def test_counter_artifact_loads_and_is_well_formed():
     assert b"solc" not in runtime and b"ipfs" not in runtime
 
 
+def test_the_package_data_in_a_checkout_is_the_committed_artifacts_directory():
+    # rxledger/core/_artifacts is a link to contracts/artifacts: one set of files, no copy
+    # to keep in step (the wheel carries copies: tests/integration/test_install.py).
+    link = REPO_ROOT / "rxledger" / "core" / "_artifacts"
+    assert link.is_symlink()
+    assert ARTIFACTS_DIR.resolve() == COMMITTED_DIR.resolve()
+
+
 def test_every_artifact_file_loads():
-    files = sorted(ARTIFACTS_DIR.glob("*.json"))
-    assert files
+    files = sorted(COMMITTED_DIR.glob("*.json"))
+    assert {p.stem for p in files} >= {"AnchorRegistry", "Counter", "Governance", "PrescriptionRegistry"}
     for path in files:
         art = load_artifact(path.stem)
         assert art["contractName"] == path.stem

@@ -23,10 +23,10 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from node.genesis import derive_dev_key, dev_validator_key
-from rxledger.core.artifacts import REPO_ROOT
 from rxledger.core.crypto import private_key_to_address
 from rxledger.core.errors import Reverted
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent / "contracts"))
 from solidity_harness import Contract, EvmHarness, TxResult  # noqa: E402
 

@@ -1,10 +1,11 @@
-"""node.toml: the writer round-trips through tomllib; the loader names file and field."""
+"""node.toml: what is written reads back through tomllib; the loader names file and field."""
 
 from __future__ import annotations
 
 import os
 import re
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from network_helpers import free_base_port
 
-from network import _toml
-from network.config import load_node_config, load_validator_key, save_node_config
+from network.config import (
+    dump_node_config,
+    load_node_config,
+    load_validator_key,
+    node_config_to_dict,
+    save_node_config,
+)
 from network.errors import ConfigError
 from network.init import init_network
 from network.layout import NetworkInfo
@@ -24,31 +30,32 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> NetworkInfo:
     return init_network(tmp_path_factory.mktemp("cfg") / "net", base_port=free_base_port(), deploy=False)
 
 
-# -- the TOML writer ------------------------------------------------------------------------
+# -- writing node.toml (tomli-w and a comment header) --------------------------------------
 
-def test_toml_writer_round_trips_the_shapes_we_use() -> None:
-    data = {
-        "name": "a", "port": 8545, "period": 1.0, "tiny": 1e-7, "on": True, "list": [1, 2],
-        "odd key": "x", "none": None,
-        "rpc": {"host": "127.0.0.1", "port": 1, "nested": {"k": "v"}},
-        "peers": [{"name": "b", "port": 2}, {"name": "c", "port": 3}],
-        "empty": [],
-    }
-    expected = {k: v for k, v in data.items() if v is not None}
-    assert tomllib.loads(_toml.dumps(data, header="a comment\nsecond line")) == expected
+def test_every_written_node_toml_reads_back_as_its_config(net: NetworkInfo) -> None:
+    for node in net.nodes:
+        text = node.config.read_text()
+        config = load_node_config(node.config)
+        assert tomllib.loads(text) == node_config_to_dict(config)
+        assert dump_node_config(config) == text
+        assert text.startswith(f"# RxLedger node {node.name} (")
+
+
+def test_node_toml_comment_header_keeps_every_line(net: NetworkInfo) -> None:
+    config = load_node_config(net.nodes[0].config)
+    text = dump_node_config(config, comment="a comment\n\nthird line ")
+    assert text.startswith("# a comment\n#\n# third line\n\nname = ")
+    assert tomllib.loads(text) == node_config_to_dict(config)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.text())
-def test_toml_writer_escapes_any_string(value: str) -> None:
-    assert tomllib.loads(_toml.dumps({"s": value, value or "k": 1})) == {"s": value, value or "k": 1}
-
-
-def test_toml_writer_refuses_what_toml_cannot_hold() -> None:
-    with pytest.raises(ValueError):
-        _toml.dumps({"x": float("nan")})
-    with pytest.raises(TypeError):
-        _toml.dumps({"x": b"bytes"})
+def test_node_toml_writes_any_path_string(net: NetworkInfo, value: str) -> None:
+    config = load_node_config(net.nodes[0].config)
+    path = Path("/x" + value)
+    text = dump_node_config(replace(config, data_dir=path, tls_cert=path))
+    parsed = tomllib.loads(text)
+    assert parsed["data_dir"] == parsed["tls"]["cert"] == str(path)
 
 
 # -- loading --------------------------------------------------------------------------------

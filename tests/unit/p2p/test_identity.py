@@ -139,8 +139,9 @@ def test_peer_entries_carry_org_and_role_and_p2p_budgets_are_read(tmp_path: Path
 
     raw = node_config_to_dict(config)
     raw["p2p"].update(max_connections_per_ip=4, peer_message_rate=50)
-    from network import _toml
-    node.config.write_text(_toml.dumps(raw))
+    import tomli_w
+
+    node.config.write_text(tomli_w.dumps(raw))
     loaded = load_node_config(node.config)
     assert dict(loaded.p2p_budgets) == {"max_connections_per_ip": 4, "peer_message_rate": 50.0}
     p2p = P2PConfig(host="h", port=1, address=A, chain_id=1, genesis_hash=b"\x00" * 32, **dict(loaded.p2p_budgets))  # type: ignore[arg-type]
@@ -150,12 +151,12 @@ def test_peer_entries_carry_org_and_role_and_p2p_budgets_are_read(tmp_path: Path
 
     for bad, message in ((0, "at least 1"), (1.5, "whole number"), ("x", "whole number")):
         raw["p2p"]["max_connections_per_ip"] = bad
-        node.config.write_text(_toml.dumps(raw))
+        node.config.write_text(tomli_w.dumps(raw))
         with pytest.raises(ConfigError, match=f"p2p.max_connections_per_ip: must be a {message}|{message}"):
             load_node_config(node.config)
     raw["p2p"]["max_connections_per_ip"] = 4
     raw["p2p"]["peer_message_rat"] = 5
-    node.config.write_text(_toml.dumps(raw))
+    node.config.write_text(tomli_w.dumps(raw))
     with pytest.raises(ConfigError, match="p2p.peer_message_rat: unknown setting"):
         load_node_config(node.config)
 

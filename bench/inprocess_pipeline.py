@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from chaincode_py import NativeChaincodeHost
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="RxLedger dev node pipeline without HTTP")
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-inproc-"))
     config = NodeConfig(data_dir=tmp, dev=True)
-    svc = NodeService(config, dev_genesis(), validator_key=dev_validator_key())
+    svc = NodeService(config, dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     committed: list[tuple[float, int]] = []
     svc.chain.add_listener(lambda block, receipts: committed.append(
         (time.perf_counter(), len(block.transactions))))

@@ -816,6 +816,7 @@ def build_chain(net: Net, count: int) -> dict:
     from node.consensus.validators import quorum
     from node.service import NodeService
     from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
+    from chaincode_py import NativeChaincodeHost
     from rxledger.core.types.headers import recover_seal_signers, seal_hash
 
     cfgs = [load_node_config(n.config) for n in net.info.nodes if n.is_validator]
@@ -824,7 +825,8 @@ def build_chain(net: Net, count: int) -> dict:
     genesis = load_genesis(cfg.genesis)
     # As `rxledger node start --config` (node/cli.py start_config) builds it.
     service = NodeService(NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port,
-                                     node_name=cfg.name), genesis, validator_key=cfg.load_validator_key())
+                                     node_name=cfg.name), genesis, validator_key=cfg.load_validator_key(),
+                          chaincode=NativeChaincodeHost)
     chain = service.chain
     t0 = time.perf_counter()
     try:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.genesis import dev_genesis
 from node.rpc.app import create_app
@@ -22,7 +23,7 @@ CANDIDATE = "0x" + "ab" * 20
 
 
 def client(admin: bool) -> tuple[TestClient, NodeService]:
-    service = NodeService(NodeConfig(data_dir=None, rpc_admin=admin), dev_genesis())
+    service = NodeService(NodeConfig(data_dir=None, rpc_admin=admin), dev_genesis(), chaincode=NativeChaincodeHost)
     return TestClient(create_app(service)), service
 
 

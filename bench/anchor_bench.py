@@ -62,7 +62,7 @@ def free_port() -> int:
 
 def start_node(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "rxledger", "node", "start", "--dev", "--data-dir", str(data_dir),
          "--rpc-port", str(port), "--log-level", "warning"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
     )

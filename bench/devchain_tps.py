@@ -149,18 +149,19 @@ def free_port() -> int:
 
 # `--patch-tcp-nodelay`: run the CLI with its listening socket created as IPPROTO_TCP.
 # asyncio sets TCP_NODELAY on accepted connections only when the listening socket's proto
-# is IPPROTO_TCP; `node.cli._bind` makes it with proto 0, so responses (headers and body
+# is IPPROTO_TCP; `node.node._bind` made it with proto 0, so responses (headers and body
 # written separately by uvicorn's h11 protocol) meet Nagle + delayed ACK: ~40 ms a request.
 _NODELAY_PATCH = """
 import socket, sys
-import node.cli as cli
-_bind = cli._bind
+import node.node as assembly
+import rxledger.cli as cli
+_bind = assembly._bind
 def _bind_tcp(host, port):
     s = _bind(host, port)
     fixed = socket.socket(s.family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=s.detach())
     fixed.set_inheritable(True)
     return fixed
-cli._bind = _bind_tcp
+assembly._bind = _bind_tcp
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -168,7 +169,7 @@ sys.exit(cli.main(sys.argv[1:]))
 def start_node(data_dir: Path, port: int, py_spy: str | None, patch_nodelay: bool,
                py_spy_gil: bool = False) -> subprocess.Popen:
     script = Path(sys.executable).parent / "rxledger"
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "node.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "rxledger"]
     if patch_nodelay:
         cmd = [sys.executable, "-c", _NODELAY_PATCH]
     cmd += ["node", "start", "--dev", "--data-dir", str(data_dir), "--rpc-port", str(port),

@@ -601,7 +601,7 @@ def network_part(args: argparse.Namespace) -> dict[str, Any]:
     started with its `start` (network.launcher.up, detached), stopped with its `stop`."""
     from network.config import ConsensusSettings
 
-    os.chdir(source_root())  # `up` starts `python -m node.cli` in our working directory
+    os.chdir(source_root())  # `up` starts `python -m rxledger` in our working directory
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-lifecycle-net-"))
     base_port = pick_base_port()
     settings = ConsensusSettings(block_period=args.block_period, empty_block_period=NETWORK_EMPTY_BLOCK_PERIOD,

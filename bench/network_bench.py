@@ -294,7 +294,7 @@ def start(net: Net, timeout: float, watch: bool = True) -> threading.Thread:
         try:
             command = None
             if NODE_LOG_LEVEL:
-                command = [sys.executable, "-m", "node.cli", "node", "start", "--log-level", NODE_LOG_LEVEL]
+                command = [sys.executable, "-m", "rxledger", "node", "start", "--log-level", NODE_LOG_LEVEL]
             up(net.dir, detach=True, init_if_missing=False, timeout=timeout, out=io.StringIO(),
                node_command=command)
             net.up_s = time.perf_counter() - t0
@@ -990,7 +990,7 @@ def bench(args: argparse.Namespace) -> dict:
     from network.config import ConsensusSettings
 
     root = source_root()
-    os.chdir(root)  # `up` starts `python -m node.cli` in our working directory
+    os.chdir(root)  # `up` starts `python -m rxledger` in our working directory
     tmp = Path(tempfile.mkdtemp(prefix=f"rxledger-net-{args.mode}-")) if args.dir is None else Path(args.dir)
     base_port = args.base_port or pick_base_port()
     empty = args.empty_block_period

@@ -124,10 +124,12 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from eth_utils.address import to_checksum_address
 
 from node.consensus.qbft import QbftConfig
 from node.genesis import Enrolment, GenesisConfig
@@ -591,6 +593,36 @@ def _p2p_budgets(p2p: _Reader) -> tuple[tuple[str, int | float], ...]:
             raise p2p.fail(name, f"must be a number greater than 0, got {value!r}")
         out.append((name, type(default)(value)))
     return tuple(out)
+
+
+# -- network.json ---------------------------------------------------------------------------
+
+def network_json(
+    *,
+    chain_id: int,
+    genesis_hash: bytes,
+    nodes: Iterable[Mapping[str, Any]],
+    accounts: Iterable[tuple[str | None, str | None, bytes, bytes | None]],
+) -> dict[str, Any]:
+    """The object of a `network.json` (INTERFACES.md): `network init` writes one for a
+    consortium (adding orgs, genesis and CA bundle), a dev node one for its chain (its trust
+    file). `nodes` are objects whose `validator` and `address` are bytes (or None), written
+    as checksummed addresses; `accounts` are (org, role, address, private key or None)."""
+    def checksum(value: Any) -> Any:
+        return to_checksum_address(value) if isinstance(value, bytes) else value
+
+    out_accounts = []
+    for org, role, address, key in accounts:
+        entry: dict[str, Any] = {"org": org, "role": role, "address": to_checksum_address(address)}
+        if key is not None:
+            entry["privateKey"] = "0x" + key.hex()
+        out_accounts.append(entry)
+    return {
+        "chainId": chain_id,
+        "genesisHash": "0x" + genesis_hash.hex(),
+        "nodes": [{k: checksum(v) if k in ("validator", "address") else v for k, v in n.items()} for n in nodes],
+        "accounts": out_accounts,
+    }
 
 
 # -- genesis.json ---------------------------------------------------------------------------

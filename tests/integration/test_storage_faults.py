@@ -43,7 +43,7 @@ REMEDY_WORDS = ("restore the data directory from a backup or snapshot", "resync"
 
 
 def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rxledger", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -56,7 +56,7 @@ def _refused_start(data_dir: Path) -> str:
     """Start a dev node on `data_dir`; it must exit 1 without serving. Returns its output."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "rxledger", "node", "start", "--dev", "--data-dir", str(data_dir),
          "--rpc-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:

@@ -810,13 +810,13 @@ def run_idle(net: Net, args: argparse.Namespace) -> dict:
 # -- catch-up -------------------------------------------------------------------------------------
 def build_chain(net: Net, count: int) -> dict:
     """`count` sealed empty blocks on genesis, in the first validator's data dir."""
+    from chaincode_py import NativeChaincodeHost
     from network.config import load_node_config
     from network.genesis import load_genesis
     from node.config import NodeConfig
     from node.consensus.validators import quorum
     from node.service import NodeService
     from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
-    from chaincode_py import NativeChaincodeHost
     from rxledger.core.types.headers import recover_seal_signers, seal_hash
 
     cfgs = [load_node_config(n.config) for n in net.info.nodes if n.is_validator]

@@ -154,9 +154,10 @@ def _server_class() -> type:
     return Server
 
 
-def write_trust_file(service: NodeService, setup: NodeSetup) -> Path:
+def write_trust_file(service: NodeService, setup: NodeSetup, rpc_port: int) -> Path:
     """Write the dev chain's `network.json` into its data dir (atomically: temp file and
-    rename), in the format of `network init`'s (INTERFACES.md)."""
+    rename), in the format of `network init`'s (INTERFACES.md); `rpc_port` is the port
+    the node listens on."""
     config = setup.config
     assert config.data_dir is not None
     chain = service.chain
@@ -165,7 +166,7 @@ def write_trust_file(service: NodeService, setup: NodeSetup) -> Path:
     body = network_json(
         chain_id=chain.chain_id, genesis_hash=chain.genesis_hash,
         nodes=[{"name": config.node_name, "org": org, "kind": kind, "role": "validator",
-                "rpc": f"http://{config.rpc_host}:{config.rpc_port}", "p2p": None,
+                "rpc": f"http://{config.rpc_host}:{rpc_port}", "p2p": None,
                 "validator": validator, "address": validator,
                 "dataDir": str(config.data_dir), "config": None}],
         accounts=[(a.org, a.role, a.address, a.private_key) for a in dev_accounts()],
@@ -271,7 +272,7 @@ def new_node(setup: NodeSetup, chaincode: ChaincodeHost | ChaincodeFactory) -> N
         node = Node(setup, service, sock)
         if config.dev and config.data_dir is not None:
             try:
-                write_trust_file(service, setup)
+                write_trust_file(service, setup, sock.getsockname()[1])
             except OSError as exc:
                 node.close()
                 raise StartError(f"cannot start the node: cannot write {config.data_dir / TRUST_FILE}: "

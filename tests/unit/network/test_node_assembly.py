@@ -56,6 +56,7 @@ def test_a_dev_node_from_its_setup(tmp_path: Path) -> None:
         assert node.p2p is None
         trust = json.loads((tmp_path / TRUST_FILE).read_text())
         assert trust["genesisHash"] == "0x" + node.service.chain.genesis_hash.hex()
+        assert trust["nodes"][0]["rpc"] == f"http://127.0.0.1:{node.sock.getsockname()[1]}"  # the bound port
         node.start()
         assert node.service.runtime is not None
     finally:

@@ -32,8 +32,6 @@ from network.layout import NetworkInfo, load_network
 from node.cli import port_arg
 from node.genesis import DEV_CHAIN_ID
 
-__all__ = ["add_commands", "port_arg"]
-
 
 def _fail(message: str, code: int = 1) -> int:
     sys.stderr.write(f"rxledger: error: {message}\n")

@@ -1,7 +1,7 @@
 """The dev node's pipeline without HTTP: the ceiling JSON-RPC could reach on this machine.
 
 Builds a `NodeService` on a temporary LevelDB data dir with its one-validator QBFT runtime
-started as `rxledger node start --dev` starts it (node/cli.py `start_dev`: `QbftConfig(
+started as `rxledger node start --dev` starts it (node/node.py `new_node`: `QbftConfig(
 block_period=0.0, empty_block_period=None, round_timeout=1.0, max_round_timeout=10.0)`,
 the defaults of `--min-block-interval` and `--empty-block-period`), minus uvicorn/FastAPI;
 deploys Counter, pre-signs `--n` `increment()` transactions over the ten dev accounts and
@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from chaincode_py import NativeChaincodeHost
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="RxLedger dev node pipeline without HTTP")
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-inproc-"))
     config = NodeConfig(data_dir=tmp, dev=True)
-    svc = NodeService(config, dev_genesis(), validator_key=dev_validator_key())
+    svc = NodeService(config, dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     committed: list[tuple[float, int]] = []
     svc.chain.add_listener(lambda block, receipts: committed.append(
         (time.perf_counter(), len(block.transactions))))

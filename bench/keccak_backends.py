@@ -25,6 +25,8 @@ import eth_hash.auto
 from eth_hash.backends import pycryptodome, pysha3
 from machine_info import machine
 
+from chaincode_py import NativeChaincodeHost
+
 SIZES = (32, 64, 136, 532, 4096)
 BACKENDS = {"pycryptodome": pycryptodome.keccak256, "pysha3": pysha3.keccak256}
 
@@ -108,7 +110,7 @@ def end_to_end(repeats: int, n_txs: int) -> dict[str, object]:
     for rep in range(repeats + 1):  # the first round warms imports and caches; not counted
         for name, fn in BACKENDS.items():
             install(fn)
-            chain = Chain(MemoryStore(), dev_genesis())
+            chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
             block, ex = chain.build_block([decode_transaction(deploy_raw)], timestamp=1,
                                           proposer=proposer)
             chain.commit_block(chain.seal(block, []), ex)
@@ -129,7 +131,7 @@ def end_to_end(repeats: int, n_txs: int) -> dict[str, object]:
         return _inner(data)
 
     install(counting)
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     block, ex = chain.build_block([decode_transaction(deploy_raw)], timestamp=1, proposer=proposer)
     chain.commit_block(chain.seal(block, []), ex)
     txs = [decode_transaction(r) for r in raws]

@@ -85,6 +85,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chaincode_py import NativeChaincodeHost
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -509,7 +511,7 @@ def network_part(args: argparse.Namespace) -> dict[str, Any]:
     started with common's `start_net` (network.launcher.up, detached), stopped with `stop_net`."""
     from network.config import ConsensusSettings
 
-    os.chdir(source_root())  # `up` starts `python -m node.cli` in our working directory
+    os.chdir(source_root())  # `up` starts `python -m rxledger` in our working directory
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-lifecycle-net-"))
     base_port = pick_base_port()
     settings = ConsensusSettings(block_period=args.block_period, empty_block_period=NETWORK_EMPTY_BLOCK_PERIOD,
@@ -570,7 +572,7 @@ def inprocess_part(block_txs: int, repeats: int) -> dict[str, Any]:
                                                 "chainId": CHAIN_ID}).raw_transaction)
 
     def solidity_chain() -> tuple[Any, str]:
-        chain = Chain(MemoryStore(), dev_genesis())
+        chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
         governance = "0x" + keccak(bytes.fromhex("d694") + bytes.fromhex(deployer.address[2:]) + b"\x80")[12:].hex()
         registry = "0x" + keccak(bytes.fromhex("d694") + bytes.fromhex(deployer.address[2:]) + b"\x01")[12:].hex()
         for ts, raw in enumerate((deploy_raw("Governance", list(setup.constructor_args()), 0),
@@ -588,7 +590,7 @@ def inprocess_part(block_txs: int, repeats: int) -> dict[str, Any]:
         times: dict[str, list[float]] = {step: [] for step in STEPS}
         for rep in range(repeats + 1):  # the first round warms imports and caches
             if engine == "native":
-                chain, registry = Chain(MemoryStore(), dev_genesis()), NATIVE_REGISTRY
+                chain, registry = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost), NATIVE_REGISTRY
             else:
                 chain, registry = solidity_chain()
             for s, (step, key) in enumerate(zip(STEPS, keys, strict=True)):

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from chaincode_py import NativeChaincodeHost
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
@@ -64,7 +66,7 @@ def main() -> int:
         k = args.block_txs
         blocks = [steps[s][c:c + k] for c in range(0, 600, k) for s in range(3)]
         store = LevelDBStore(tempfile.mkdtemp(prefix="rxledger-native-blocks-") + "/db")
-        chain = Chain(store, dev_genesis())
+        chain = Chain(store, dev_genesis(), NativeChaincodeHost)
         build = commit = 0.0
         for b, txs in enumerate(blocks):
             t0 = time.perf_counter()
@@ -83,7 +85,7 @@ def main() -> int:
     rounds = [signed_steps(f"round {r}", args.block_txs) for r in range(args.rounds)]
     total = 0.0
     for steps in rounds:
-        chain = Chain(MemoryStore(), dev_genesis())
+        chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
         for s, txs in enumerate(steps):
             t0 = time.perf_counter()
             block, execution = chain.build_block(txs, timestamp=NOW + s, proposer=proposer)

@@ -412,6 +412,7 @@ def run_idle(net: Net, args: argparse.Namespace) -> dict:
 # -- catch-up -------------------------------------------------------------------------------------
 def build_chain(net: Net, count: int) -> dict:
     """`count` sealed empty blocks on genesis, in the first validator's data dir."""
+    from chaincode_py import NativeChaincodeHost
     from network.config import load_node_config
     from network.genesis import load_genesis
     from node.config import NodeConfig
@@ -424,9 +425,10 @@ def build_chain(net: Net, count: int) -> dict:
     keys = {private_key_to_address(k): k for k in (c.load_validator_key() for c in cfgs)}
     cfg = cfgs[0]
     genesis = load_genesis(cfg.genesis)
-    # As `rxledger node start --config` (node/cli.py start_config) builds it.
+    # As `rxledger node start --config` (node/node.py new_node) builds it.
     service = NodeService(NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port,
-                                     node_name=cfg.name), genesis, validator_key=cfg.load_validator_key())
+                                     node_name=cfg.name), genesis, validator_key=cfg.load_validator_key(),
+                          chaincode=NativeChaincodeHost)
     chain = service.chain
     t0 = time.perf_counter()
     try:
@@ -590,7 +592,7 @@ def bench(args: argparse.Namespace) -> dict:
     from network.config import ConsensusSettings
 
     root = source_root()
-    os.chdir(root)  # `up` starts `python -m node.cli` in our working directory
+    os.chdir(root)  # `up` starts `python -m rxledger` in our working directory
     tmp = Path(tempfile.mkdtemp(prefix=f"rxledger-net-{args.mode}-")) if args.dir is None else Path(args.dir)
     base_port = args.base_port or pick_base_port()
     empty = args.empty_block_period

@@ -164,7 +164,7 @@ def bench(args: argparse.Namespace) -> dict:
     from network.config import ConsensusSettings
 
     root = source_root()
-    os.chdir(root)  # `up` starts `python -m node.cli` in our working directory
+    os.chdir(root)  # `up` starts `python -m rxledger` in our working directory
     tmp = Path(tempfile.mkdtemp(prefix="rxledger-pool-burst-"))
     settings = ConsensusSettings(block_period=args.block_period, empty_block_period=10.0,
                                  round_timeout=args.round_timeout, max_round_timeout=30.0)

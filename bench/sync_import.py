@@ -36,6 +36,8 @@ from common import init_net, loadavg, source_label, source_root, wait_quiet
 from machine_info import machine
 from network_bench import build_chain, fsync_probe
 
+from chaincode_py import NativeChaincodeHost
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="RxLedger sync importer alone")
@@ -71,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         built = build_chain(net, args.blocks)
         cfgs = [load_node_config(n.config) for n in net.info.nodes if n.is_validator]
         genesis = load_genesis(cfgs[0].genesis)
-        source = NodeService(NodeConfig(data_dir=cfgs[0].data_dir, node_name=cfgs[0].name), genesis)
+        source = NodeService(NodeConfig(data_dir=cfgs[0].data_dir, node_name=cfgs[0].name), genesis, chaincode=NativeChaincodeHost)
         encoded = [encode_block(source.chain.block_by_number(n)) for n in range(1, args.blocks + 1)]
         source.close()
         cfg = cfgs[3]
         service = NodeService(NodeConfig(data_dir=cfg.data_dir, node_name=cfg.name), genesis,
-                              validator_key=cfg.load_validator_key())
+                              validator_key=cfg.load_validator_key(), chaincode=NativeChaincodeHost)
         qbft = QbftConfig(block_period=1.0, empty_block_period=10.0, round_timeout=2.0, max_round_timeout=30.0)
         quiet = wait_quiet(args.wait_quiet, args.quiet_cores) if args.wait_quiet else None
         probe = fsync_probe(tmp)

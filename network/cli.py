@@ -1,4 +1,4 @@
-"""The command-line face of `network/`: parsers and handlers for `node.cli` to mount.
+"""The command-line face of `network/`: parsers and handlers for `rxledger.cli` to mount.
 
     rxledger network init [--orgs SPEC] [--out DIR] [--base-port P] [--chain-id N]
                           [--observers N|ORG,NAME@ORG] [--no-dev-keys] [--admin ORG=ADDR]… [--force]
@@ -29,6 +29,7 @@ from network.init import (
     parse_orgs,
 )
 from network.layout import NetworkInfo, load_network
+from node.cli import port_arg
 from node.genesis import DEV_CHAIN_ID
 
 
@@ -44,16 +45,6 @@ def orgs_arg(value: str) -> str:
     except OrgSpecError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
-
-
-def port_arg(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
-    return port
 
 
 def observers_arg(value: str) -> int | list[str]:

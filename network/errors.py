@@ -2,7 +2,8 @@
 
     NodeError                      (rxledger.core.errors)
     └── NetworkError               anything `network init`, `up`, `down`, `add-node` refuse
-        ├── ConfigError            a node.toml, genesis.json or network.json is invalid;
+        ├── ConfigError            a node.toml, genesis.json or network.json is invalid
+        │                          (also a node.config.ConfigError);
         │                          the message names the file and the field
         ├── OrgSpecError           an `--orgs` / `--observers` specification is invalid
         ├── NetworkExists          `network init` would overwrite an existing network
@@ -15,6 +16,7 @@ Every message is one or a few lines a person can act on.
 
 from __future__ import annotations
 
+from node.config import ConfigError as NodeConfigError
 from rxledger.core.errors import NodeError
 
 
@@ -22,8 +24,9 @@ class NetworkError(NodeError):
     """Root of the errors of `network/`."""
 
 
-class ConfigError(NetworkError):
-    """A configuration file is missing, unreadable or has an invalid field."""
+class ConfigError(NetworkError, NodeConfigError):
+    """A configuration file is missing, unreadable or has an invalid field (the node's
+    own readers in `node.config` raise its base, `node.config.ConfigError`)."""
 
 
 class OrgSpecError(NetworkError, ValueError):

@@ -27,19 +27,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from chaincode_py import NativeChaincodeHost
 from network.errors import ConfigError
+from node import config as _node_config
 from node.genesis import DEFAULT_GAS_LIMIT, DEV_ORGS, Enrolment, GenesisConfig, dev_accounts
 
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-_FIELDS = ("chain_id", "validators", "enrolments", "gas_limit", "timestamp", "balances")
-_OPTIONAL_FIELDS = ("orgs", "validator_orgs")
-_KINDS = ("hospital", "pharmacy", "regulator")
 ORG_ADMIN = "org admin"
 
 
@@ -121,112 +118,13 @@ def genesis_hash(genesis: GenesisConfig) -> bytes:
     from node.chain import Chain  # py-evm: imported only when needed
     from node.storage import MemoryStore
 
-    return Chain(MemoryStore(), genesis).genesis_hash
-
-
-def _fail(path: Path, field: str, problem: str) -> ConfigError:
-    return ConfigError(f"{path}: {field}: {problem}")
-
-
-def _address(path: Path, field: str, value: Any) -> bytes:
-    if not isinstance(value, str) or not _ADDRESS.match(value):
-        raise _fail(path, field, f"must be a 20-byte hex address 0x…, got {value!r}")
-    return bytes.fromhex(value[2:])
-
-
-def _int(path: Path, field: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(path, field, f"must be an integer ≥ {minimum}, got {value!r}")
-    return value
-
-
-def _optional_str(path: Path, field: str, value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise _fail(path, field, f"must be a non-empty string or null, got {value!r}")
-    return value
+    return Chain(MemoryStore(), genesis, NativeChaincodeHost).genesis_hash
 
 
 def load_genesis(path: str | os.PathLike[str]) -> GenesisConfig:
-    """Read and validate genesis.json. Raises ConfigError naming the file and the field."""
-    file = Path(path).expanduser().absolute()
+    """Read and validate genesis.json (`node.config.load_genesis`, the node reads it
+    itself). Raises `network.errors.ConfigError` naming the file and the field."""
     try:
-        raw = json.loads(file.read_bytes())
-    except FileNotFoundError:
-        raise ConfigError(f"genesis file {file} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read genesis file {file}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise ConfigError(f"{file}: not valid JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: must hold a JSON object")
-    for key in _FIELDS:
-        if key not in raw:
-            raise _fail(file, key, "missing")
-    unknown = sorted(set(raw) - set(_FIELDS) - set(_OPTIONAL_FIELDS))
-    if unknown:
-        raise _fail(file, unknown[0], "unknown field")
-
-    chain_id = _int(file, "chain_id", raw["chain_id"], 1)
-    if not isinstance(raw["validators"], list) or not raw["validators"]:
-        raise _fail(file, "validators", "must be a non-empty list of addresses")
-    validators = tuple(_address(file, f"validators[{i}]", v) for i, v in enumerate(raw["validators"]))
-    if len(set(validators)) != len(validators):
-        raise _fail(file, "validators", "lists an address twice")
-
-    if not isinstance(raw["enrolments"], list):
-        raise _fail(file, "enrolments", "must be a list")
-    enrolments: list[Enrolment] = []
-    for i, item in enumerate(raw["enrolments"]):
-        where = f"enrolments[{i}]"
-        if not isinstance(item, dict) or set(item) != {"address", "org", "role"}:
-            raise _fail(file, where, "must be an object with exactly address, org, role")
-        address = _address(file, where + ".address", item["address"])
-        if any(e.address == address for e in enrolments):
-            raise _fail(file, where + ".address", f"{item['address']} is enrolled twice")
-        enrolments.append(Enrolment(address, _optional_str(file, where + ".org", item["org"]),
-                                    _optional_str(file, where + ".role", item["role"])))
-
-    if not isinstance(raw["balances"], list):
-        raise _fail(file, "balances", "must be a list of [address, amount]")
-    balances: list[tuple[bytes, int]] = []
-    for i, item in enumerate(raw["balances"]):
-        if not isinstance(item, list) or len(item) != 2:
-            raise _fail(file, f"balances[{i}]", "must be [address, amount]")
-        balances.append((_address(file, f"balances[{i}][0]", item[0]),
-                         _int(file, f"balances[{i}][1]", item[1], 0)))
-
-    orgs: list[tuple[str, str]] = []
-    for i, item in enumerate(raw.get("orgs", [])):
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
-                and item[1] in _KINDS):
-            raise _fail(file, f"orgs[{i}]", f"must be [name, kind] with kind one of {', '.join(_KINDS)}")
-        orgs.append((item[0], item[1]))
-
-    raw_bindings = raw.get("validator_orgs", [])
-    if not isinstance(raw_bindings, list):
-        raise _fail(file, "validator_orgs", "must be a list of [validator address, organisation]")
-    named = {name for name, _ in orgs} | {e.org for e in enrolments if e.org}
-    bindings: dict[bytes, str] = {}
-    for i, item in enumerate(raw_bindings):
-        where = f"validator_orgs[{i}]"
-        if not isinstance(item, list) or len(item) != 2:
-            raise _fail(file, where, "must be [validator address, organisation]")
-        address, org = _address(file, where + "[0]", item[0]), item[1]
-        if address not in validators:
-            raise _fail(file, where + "[0]", f"{item[0]} is not one of the validators")
-        if address in bindings:
-            raise _fail(file, where + "[0]", f"{item[0]} is bound twice")
-        if not isinstance(org, str) or org not in named:
-            raise _fail(file, where + "[1]", f"must name an organisation of the genesis "
-                                             f"({', '.join(sorted(named)) or 'none named'}), got {org!r}")
-        bindings[address] = org
-    return GenesisConfig(
-        chain_id=chain_id,
-        validators=validators,
-        enrolments=tuple(enrolments),
-        orgs=tuple(orgs),
-        gas_limit=_int(file, "gas_limit", raw["gas_limit"], 5000),
-        timestamp=_int(file, "timestamp", raw["timestamp"], 0),
-        balances=tuple(balances),
-        validator_orgs=tuple((a, bindings[a]) for a in validators if a in bindings),
-    )
+        return _node_config.load_genesis(path)
+    except _node_config.ConfigError as exc:
+        raise ConfigError(str(exc)) from exc

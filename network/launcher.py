@@ -39,7 +39,7 @@ from network.errors import AlreadyRunning, LauncherError, NodeDied
 from network.init import DEFAULT_BASE_PORT, DEFAULT_NET_DIR, init_network
 from network.layout import NETWORK_JSON, NetworkInfo, NodeInfo, load_network, node_paths, pids_path
 
-DEFAULT_NODE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "node.cli", "node", "start")
+DEFAULT_NODE_COMMAND: tuple[str, ...] = (sys.executable, "-m", "rxledger", "node", "start")
 LOG_TAIL_LINES = 25
 STOP_TIMEOUT = 10.0
 
@@ -209,7 +209,7 @@ def up(
     it then blocks until SIGINT/SIGTERM, stops the nodes cleanly and returns. Raises
     AlreadyRunning, NodeDied (name, exit code and log tail) or LauncherError; on any
     failure the nodes it started are stopped. `node_command` replaces
-    `python -m node.cli node start` (it gets `--config <node.toml>` appended).
+    `python -m rxledger node start` (it gets `--config <node.toml>` appended).
     """
     out = out or sys.stdout
     directory = Path(net_dir).expanduser().absolute()

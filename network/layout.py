@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eth_utils.address import to_checksum_address
-
 from network.errors import ConfigError
+from node.config import network_json
 
 NETWORK_JSON = "network.json"
 GENESIS_JSON = "genesis.json"
@@ -143,32 +142,19 @@ class NetworkInfo:
         raise KeyError(name)
 
 
-def _checksum(address: bytes) -> str:
-    return str(to_checksum_address(address))
-
-
 def network_to_json(info: NetworkInfo) -> dict[str, Any]:
-    """The network.json object of `info`."""
-    nodes = []
-    for n in info.nodes:
-        nodes.append({
-            "name": n.name, "org": n.org, "kind": n.kind, "role": n.role,
-            "rpc": n.rpc, "p2p": n.p2p,
-            "validator": _checksum(n.address) if n.is_validator else None,
-            "address": _checksum(n.address),
-            "dataDir": str(n.data_dir), "config": str(n.config),
-        })
-    accounts = []
-    for a in info.accounts:
-        entry: dict[str, Any] = {"org": a.org, "role": a.role, "address": _checksum(a.address)}
-        if a.private_key is not None:
-            entry["privateKey"] = "0x" + a.private_key.hex()
-        accounts.append(entry)
+    """The network.json object of `info` (`node.config.network_json`, plus orgs, genesis
+    and CA bundle)."""
+    nodes = [{
+        "name": n.name, "org": n.org, "kind": n.kind, "role": n.role,
+        "rpc": n.rpc, "p2p": n.p2p,
+        "validator": n.address if n.is_validator else None,
+        "address": n.address,
+        "dataDir": str(n.data_dir), "config": str(n.config),
+    } for n in info.nodes]
     return {
-        "chainId": info.chain_id,
-        "genesisHash": "0x" + info.genesis_hash.hex(),
-        "nodes": nodes,
-        "accounts": accounts,
+        **network_json(chain_id=info.chain_id, genesis_hash=info.genesis_hash, nodes=nodes,
+                       accounts=[(a.org, a.role, a.address, a.private_key) for a in info.accounts]),
         "orgs": [{"name": o.name, "kind": o.kind, "ca": str(o.ca)} for o in info.orgs],
         "genesis": str(info.genesis),
         "caBundle": str(info.ca_bundle),

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-ADDRESS_URI_PREFIX = "rxledger:node:0x"
+# Reading a certificate is the node's (its p2p layer checks peers with it); re-exported here.
+from node.p2p.certs import ADDRESS_URI_PREFIX, bound_address, organisation_of, write_private
+
+__all__ = [
+    "ADDRESS_URI_PREFIX", "Issued", "bound_address", "issue_node_cert", "make_org_ca",
+    "organisation_of", "write_private",
+]
+
 VALIDITY = datetime.timedelta(days=3650)
 
 
@@ -98,34 +103,3 @@ def issue_node_cert(ca: Issued, *, org: str, node_name: str, address: bytes,
         .sign(ca_key, hashes.SHA256())
     )
     return Issued(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
-
-
-def bound_address(cert_der: bytes) -> bytes | None:
-    """The node address a certificate binds (from its SAN URI), or None."""
-    cert = x509.load_der_x509_certificate(cert_der)
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return None
-    for uri in san.get_values_for_type(x509.UniformResourceIdentifier):
-        if uri.startswith(ADDRESS_URI_PREFIX):
-            try:
-                address = bytes.fromhex(uri[len(ADDRESS_URI_PREFIX):])
-            except ValueError:
-                return None
-            return address if len(address) == 20 else None
-    return None
-
-
-def organisation_of(cert_der: bytes) -> str | None:
-    cert = x509.load_der_x509_certificate(cert_der)
-    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
-    return str(values[0].value) if values else None
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a secret with mode 0600 from the start (never world-readable, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)

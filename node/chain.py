@@ -18,7 +18,6 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from chaincode_py.host import NativeChaincodeHost
 from node.consensus.validators import VoteTally, tally_vote, validators_commitment
 from node.execution.chaincode import (
     PLACEHOLDER_CODE,
@@ -69,6 +68,10 @@ class TxLocation:
     log_index_before: int
 
 
+# Makes the chaincode host over a store (e.g. the class `chaincode_py.NativeChaincodeHost`).
+ChaincodeFactory = Callable[[KeyValueStore], ChaincodeHost]
+
+
 def _show(value: bytes | int) -> str:
     """A header value for an error message (a bloom's 256 bytes are not shown)."""
     if isinstance(value, int):
@@ -79,22 +82,23 @@ def _show(value: bytes | int) -> str:
 class Chain:
     """The final chain held in one key-value store.
 
-    `chaincode` defaults to the native chaincodes (`chaincode_py`): PrescriptionRegistry,
-    Governance and AnchorRegistry at 0x…1001-1003, with Governance's genesis state from
-    `genesis`, on every chain. Pass `node.execution.chaincode.NoChaincode()` for a chain
-    without them.
+    `chaincode` is the chaincode host, or a factory that makes it over the chain's store:
+    whoever assembles the node chooses it (`chaincode_py.NativeChaincodeHost` for the native
+    PrescriptionRegistry, Governance and AnchorRegistry at 0x…1001-1003, with Governance's
+    genesis state from `genesis`; `node.execution.chaincode.NoChaincode()` for a chain
+    without them). The node imports no chaincode package itself.
     """
 
     def __init__(
         self,
         store: KeyValueStore,
         genesis: GenesisConfig,
-        chaincode: ChaincodeHost | None = None,
+        chaincode: ChaincodeHost | ChaincodeFactory,
     ) -> None:
         self.store = store
         self.genesis = genesis
         self.chain_id = genesis.chain_id
-        self.chaincode: ChaincodeHost = chaincode if chaincode is not None else NativeChaincodeHost(store)
+        self.chaincode: ChaincodeHost = chaincode(store) if callable(chaincode) else chaincode
         self.executor = Executor(store, genesis.chain_id, self.canonical_hash, self.chaincode)
         self._lock = threading.RLock()  # commits
         self._cache_lock = threading.Lock()  # the block cache (readers never wait for a commit)

@@ -1,35 +1,41 @@
-"""The `rxledger` command line (INTERFACES.md, "Command line").
+"""The node's commands: `rxledger node start | check | status` (INTERFACES.md, "Command line").
 
-Bad arguments exit 2 with one line saying what is wrong; a node that cannot start
-(port taken, data dir locked or from another chain) exits 1 with the reason.
+    node.cli.add_commands(subparsers, parser_class, chaincode=NativeChaincodeHost)
+
+mounts them (`rxledger.cli` does, beside the other packages' command sets); each sets
+`handler`, a function of the parsed arguments returning the exit code. `start` parses its
+arguments into a `node.node.NodeSetup` and hands it to the composition root
+(`node.node.new_node`) with the chaincode host it was given. Bad arguments exit 2 with one
+line saying what is wrong; a node that cannot start (port taken, data dir locked or from
+another chain) exits 1 with the reason.
+
+`port_arg` and `nonneg_float`/`nonneg_int` are argparse types the other command sets use too.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import functools
 import logging
-import math
-import socket
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import Any
 
-from network.cli import port_arg
-from node import __version__
+from node.chain import ChaincodeFactory
 from node.config import DEFAULT_DEV_DATA_DIR, DEFAULT_RPC_PORT, NodeConfig
-
-if TYPE_CHECKING:
-    from node.genesis import GenesisConfig
-    from node.service import NodeService
+from node.execution.chaincode import ChaincodeHost
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, exit 2
-        sys.stderr.write(f"rxledger: error: {message} (see --help)\n")
-        sys.exit(2)
+def port_arg(value: str) -> int:
+    """argparse type: a TCP port, 1-65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {port}")
+    return port
 
 
 def _nonneg(kind: type[float] | type[int], what: str) -> Callable[[str], float]:
@@ -45,17 +51,16 @@ def _nonneg(kind: type[float] | type[int], what: str) -> Callable[[str], float]:
     return parse
 
 
-_nonneg_float = _nonneg(float, "a number")
-_nonneg_int = _nonneg(int, "an integer")
+nonneg_float = _nonneg(float, "a number")
+nonneg_int = _nonneg(int, "an integer")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="rxledger", description="RxLedger: a permissioned QBFT ledger for e-prescriptions")
-    parser.add_argument("--version", action="version", version=f"rxledger {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def add_commands(commands: Any, parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser, *,
+                 chaincode: ChaincodeHost | ChaincodeFactory) -> None:
+    """Add `node start | check | status` to `commands` (the result of `add_subparsers`);
+    started nodes run `chaincode` (a host, or a factory of one over the node's store)."""
     node = commands.add_parser("node", help="run a node")
-    node_commands = node.add_subparsers(dest="node_command", required=True, parser_class=_Parser)
+    node_commands = node.add_subparsers(dest="node_command", required=True, parser_class=parser_class)
     start = node_commands.add_parser("start", help="start a node")
     mode = start.add_mutually_exclusive_group(required=True)
     mode.add_argument("--dev", action="store_true", help="one-validator development chain")
@@ -66,135 +71,65 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--rpc-host", default="127.0.0.1", help="JSON-RPC listen address (default 127.0.0.1)")
     start.add_argument("--rpc-port", type=port_arg, default=DEFAULT_RPC_PORT,
                        help=f"JSON-RPC port (default {DEFAULT_RPC_PORT})")
-    start.add_argument("--empty-block-period", type=_nonneg_float, default=0.0,
+    start.add_argument("--empty-block-period", type=nonneg_float, default=0.0,
                        help="seconds between empty blocks while idle (default 0: no empty blocks)")
-    start.add_argument("--min-block-interval", type=_nonneg_float, default=0.0,
+    start.add_argument("--min-block-interval", type=nonneg_float, default=0.0,
                        help="dev: least seconds between two blocks (default 0)")
-    start.add_argument("--gather-window", type=_nonneg_float, default=0.02,
+    start.add_argument("--gather-window", type=nonneg_float, default=0.02,
                        help="dev: transactions arriving within this many seconds of the last block, while "
                             "more keep coming, go into one block (default 0.02; 0: a block as soon as "
                             "transactions wait)")
-    start.add_argument("--rpc-gas-cap", type=_nonneg_int, default=NodeConfig.rpc_gas_cap,
+    start.add_argument("--rpc-gas-cap", type=nonneg_int, default=NodeConfig.rpc_gas_cap,
                        help="dev: most gas one eth_call/eth_estimateGas may use (default %(default)s, as "
                             "geth's --rpc.gascap; 0: the block gas limit); node.toml: [limits] rpc_gas_cap")
-    start.add_argument("--rpc-evm-timeout", type=_nonneg_float, default=NodeConfig.rpc_evm_timeout,
+    start.add_argument("--rpc-evm-timeout", type=nonneg_float, default=NodeConfig.rpc_evm_timeout,
                        help="dev: seconds one eth_call/eth_estimateGas may run (default %(default)s, as "
                             "geth's --rpc.evmtimeout; 0: no limit); node.toml: [limits] rpc_evm_timeout")
     start.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-
-    from network.cli import add_commands
-
-    add_commands(commands, _Parser)
-    from client_sdk._rx_cli import add_rx_commands
-
-    add_rx_commands(commands, _Parser)
-    from client_sdk._anchor_cli import add_anchor_commands
-
-    add_anchor_commands(commands, _Parser)
+    start.set_defaults(handler=functools.partial(node_start, chaincode=chaincode))
 
     check = node_commands.add_parser(
         "check", help="verify every table file and block checksum of a stopped node's database")
     check.add_argument("--data-dir", type=Path, default=DEFAULT_DEV_DATA_DIR,
                        help=f"the node's data directory (default {DEFAULT_DEV_DATA_DIR})")
+    check.set_defaults(handler=node_check)
     status = node_commands.add_parser("status", help="print a node's head, round, validators and peers")
     status.add_argument("--rpc", default="http://127.0.0.1:8545", help="the node's RPC URL (default %(default)s)")
     status.add_argument("--json", action="store_true", help="print one JSON object")
-    return parser
+    status.set_defaults(handler=node_status)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only for
-    # such sockets; without it every answer waits ~40 ms on Nagle and delayed ACKs.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _server_class() -> type:
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which would kill
-        the process before the node closes its store; we finish the shutdown ourselves."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            with super().capture_signals():
-                yield
-                self._captured_signals.clear()
-
-    return Server
-
-
-def _open_node(config: NodeConfig, genesis: GenesisConfig, key: bytes) -> tuple[socket.socket, NodeService] | None:
-    """Bind the RPC port, then open the store and chain; None (reason printed) if either fails."""
-    from node.service import NodeService
+def node_start(args: argparse.Namespace, *, chaincode: ChaincodeHost | ChaincodeFactory) -> int:
+    """`node start --dev` or `node start --config FILE`: build the node, start it, serve."""
+    from node.node import NodeSetup, StartError, new_node
     from rxledger.core.errors import NodeError
 
+    if args.dev:
+        setup = NodeSetup.dev(NodeConfig(
+            data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
+            empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
+            gather_window=args.gather_window, dev=True,
+            rpc_admin=True, rpc_gas_cap=args.rpc_gas_cap, rpc_evm_timeout=args.rpc_evm_timeout,
+        ))
+    else:
+        try:
+            setup = NodeSetup.from_file(args.config)
+        except (NodeError, OSError) as exc:
+            print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
+            return 1
+        assert setup.consortium is not None
+        setup_logging(args.log_level, setup.consortium.name)
     try:
-        sock = _bind(config.rpc_host, config.rpc_port)
-    except OSError as exc:
-        print(f"rxledger: cannot listen on {config.rpc_host}:{config.rpc_port}: {exc.strerror}", file=sys.stderr)
-        return None
-    try:
-        return sock, NodeService(config, genesis, validator_key=key)
-    except NodeError as exc:
-        sock.close()
-        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
-        return None
-
-
-def _serve(service: NodeService, sock: socket.socket, on_stop: Callable[[], None] = lambda: None) -> int:
-    """Serve JSON-RPC until SIGINT/SIGTERM, then stop everything cleanly."""
-    import uvicorn
-
-    from node.rpc.app import create_app
-    from node.rpc.http import CoalescingHttpToolsProtocol
-
-    server = _server_class()(uvicorn.Config(create_app(service), log_level="warning", access_log=False,
-                                            http=CoalescingHttpToolsProtocol))
-    try:
-        server.run(sockets=[sock])
-    finally:
-        on_stop()
-        service.close()
-        logging.getLogger("rxledger.node").info("stopped cleanly at head %d", service.chain.head.number)
-    return 0
-
-
-def start_dev(args: argparse.Namespace) -> int:
-    from node.consensus.qbft import QbftConfig
-    from node.genesis import dev_genesis, dev_validator_key
-    from node.runtime import Gathering
-
-    config = NodeConfig(
-        data_dir=args.data_dir.resolve(), rpc_host=args.rpc_host, rpc_port=args.rpc_port,
-        empty_block_period=args.empty_block_period, min_block_interval=args.min_block_interval,
-        gather_window=args.gather_window, dev=True,
-        rpc_admin=True, rpc_gas_cap=args.rpc_gas_cap, rpc_evm_timeout=args.rpc_evm_timeout,
-    )
-    opened = _open_node(config, dev_genesis(), dev_validator_key())
-    if opened is None:
+        node = new_node(setup, chaincode)
+        node.start()
+    except StartError as exc:
+        print(f"rxledger: {exc}", file=sys.stderr)
         return 1
-    sock, service = opened
-    log = logging.getLogger("rxledger.node")
-    head = service.chain.head
-    log.info("dev chain: chain id %d, genesis 0x%s, head %d, data dir %s",
-             service.chain.chain_id, service.chain.genesis_hash.hex(), head.number, config.data_dir)
-    # The runtime spaces the dev chain's blocks (sub-second intervals too); QBFT's block
-    # period would space their whole-second timestamps instead.
-    service.start_consensus(QbftConfig(
-        block_period=0.0,
-        empty_block_period=config.empty_block_period or None,
-        round_timeout=1.0, max_round_timeout=10.0,
-    ), gathering=Gathering(gather=config.gather_window, min_interval=config.min_block_interval))
-    print(f"RxLedger dev node: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
-          f"(chain id {service.chain.chain_id}, head {head.number})", flush=True)
-    return _serve(service, sock)
+    chain, config = node.service.chain, setup.config
+    what = "dev node" if setup.consortium is None else f"node {setup.consortium.name}"
+    print(f"RxLedger {what}: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
+          f"(chain id {chain.chain_id}, head {chain.head.number})", flush=True)
+    return node.serve()
 
 
 def node_status(args: argparse.Namespace) -> int:
@@ -270,113 +205,3 @@ def setup_logging(level: str, node_name: str) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(node)s] %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
-
-
-def start_config(args: argparse.Namespace) -> int:
-    """A consortium node: its node.toml → store, chain, p2p (TLS), QBFT, JSON-RPC."""
-
-    from network.config import load_node_config
-    from network.errors import NetworkError
-    from network.genesis import load_genesis
-    from node.consensus.qbft import QbftConfig
-    from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
-    from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist, follow_governance
-    from node.runtime import Gathering
-    from rxledger.core.errors import NodeError
-
-    try:
-        cfg = load_node_config(args.config)
-        genesis = load_genesis(cfg.genesis)
-        key = cfg.load_validator_key()
-    except (NetworkError, NodeError, OSError) as exc:
-        print(f"rxledger: cannot start the node: {exc}", file=sys.stderr)
-        return 1
-    setup_logging(args.log_level, cfg.name)
-    log = logging.getLogger("rxledger.node")
-    config = NodeConfig(data_dir=cfg.data_dir, rpc_host=cfg.rpc_host, rpc_port=cfg.rpc_port, node_name=cfg.name,
-                        rpc_admin=cfg.rpc_admin, storage_full_check=cfg.storage_full_check,
-                        **cfg.limits.node_config_fields())
-    opened = _open_node(config, genesis, key)
-    if opened is None:
-        return 1
-    sock, service = opened
-    chain = service.chain
-    peers = tuple(PeerInfo(p.name, p.address, p.host, p.port) for p in cfg.peers)
-    # Who may connect: the validators of the next block and the listed observers, bound to
-    # their organisations' CAs, following votes and Governance (node/p2p/allowlist.py).
-    allowlist = ConsortiumAllowlist(chain, [AllowedPeer(p.name, p.address, p.org, p.role) for p in cfg.peers])
-
-    transport = P2PTransport(
-        chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False),
-        waiting_transactions=lambda: [t.raw for t in service.pool.waiting_longer_than(5.0)],
-    )
-    try:
-        tls = TlsIdentity.load(cfg.tls_cert, cfg.tls_key, [cfg.ca_bundle])
-        p2p = P2PService(
-            P2PConfig(host=cfg.p2p_host, port=cfg.p2p_port, address=cfg.address, chain_id=chain.chain_id,
-                      genesis_hash=chain.genesis_hash, peers=peers, **dict(cfg.p2p_budgets)),  # type: ignore[arg-type]
-            tls, allow=allowlist, head=lambda: (chain.head.number, chain.head.hash),
-            **transport.handlers(),  # type: ignore[arg-type]
-        )
-    except (NodeError, OSError, ValueError) as exc:
-        service.close()
-        print(f"rxledger: cannot start p2p: {exc}", file=sys.stderr)
-        return 1
-    transport.attach(p2p)
-    service.gossip = transport.gossip_transaction
-    consensus = cfg.consensus
-    # Header timestamps are whole seconds, so QBFT spaces blocks by whole seconds; a
-    # fractional block period (0.2, 1.5) is kept by the runtime on its clock instead.
-    whole_period = float(math.floor(consensus.block_period))
-    runtime = service.start_consensus(QbftConfig(
-        block_period=whole_period, empty_block_period=consensus.empty_block_period or None,  # 0: never (node.toml)
-        round_timeout=consensus.round_timeout, max_round_timeout=consensus.max_round_timeout,
-        max_messages_per_author=consensus.max_messages_per_author,
-        max_bytes_per_author=consensus.max_bytes_per_author,
-    ), transport, gathering=Gathering(
-        min_interval=consensus.block_period if consensus.block_period != whole_period else 0.0))
-    transport.bind_runtime(runtime)
-    announced = [0.0]
-
-    def announce(block: object, receipts: object) -> None:
-        # Peers learn our head from STATUS; at most 5 a second (not one per synced block).
-        now = time.monotonic()
-        if now - announced[0] >= 0.2:
-            announced[0] = now
-            p2p.announce_status()
-
-    chain.add_listener(announce)
-    follow_governance(chain, allowlist, p2p)  # a vote or Governance closes who may no longer connect
-    try:
-        p2p.start()
-    except (NodeError, OSError) as exc:
-        service.close()
-        print(f"rxledger: cannot start p2p on {cfg.p2p_host}:{cfg.p2p_port}: {exc}", file=sys.stderr)
-        return 1
-    log.info("node %s (%s of %s): chain id %d, genesis 0x%s, head %d, p2p %s:%d, %s",
-             cfg.name, cfg.role, cfg.org, chain.chain_id, chain.genesis_hash.hex(), chain.head.number,
-             cfg.p2p_host, cfg.p2p_port, "validator" if cfg.address in chain.validators_at(chain.head.number + 1)
-             else "not a validator now")
-    print(f"RxLedger node {cfg.name}: JSON-RPC http://{config.rpc_host}:{config.rpc_port} "
-          f"(chain id {chain.chain_id}, head {chain.head.number})", flush=True)
-    return _serve(service, sock, on_stop=p2p.stop)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(getattr(args, "log_level", "info"), "dev")
-    if args.command == "node" and args.node_command == "start" and args.dev:
-        return start_dev(args)
-    if args.command == "node" and args.node_command == "start":
-        return start_config(args)
-    if args.command == "node" and args.node_command == "status":
-        return node_status(args)
-    if args.command == "node" and args.node_command == "check":
-        return node_check(args)
-    if (handler := getattr(args, "handler", None)) is not None:
-        return int(handler(args))
-    raise AssertionError("unreachable: argparse requires a known command")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from node.chain import Chain
+from node.chain import Chain, ChaincodeFactory
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.execution.chaincode import GOVERNANCE, ChaincodeHost
@@ -43,7 +43,7 @@ class NodeService:
         genesis: GenesisConfig,
         *,
         validator_key: bytes | None = None,
-        chaincode: ChaincodeHost | None = None,
+        chaincode: ChaincodeHost | ChaincodeFactory,
         store: KeyValueStore | None = None,
     ) -> None:
         self.config = config
@@ -51,7 +51,7 @@ class NodeService:
             str(config.data_dir / "chaindata") if config.data_dir else None,
             full_check=config.storage_full_check,
         )
-        # chaincode None: the native chaincodes of chaincode_py at 0x…1001-1003 (Chain's default)
+        # chaincode: the host or its factory, chosen by whoever assembles the node (node.node)
         self.chain = Chain(self.store, genesis, chaincode)
         self.pool = TxPool(
             chain_id=genesis.chain_id,

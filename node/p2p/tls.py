@@ -1,7 +1,7 @@
 """TLS 1.3 with mutual authentication between nodes, and the post-handshake peer checks.
 
 Both sides present a certificate issued by one of the consortium's org CAs
-(`network.pki`) and require one from the other side; trust is the bundle of every org CA
+(`network.pki` issues them; `node.p2p.certs` reads them) and require one from the other side; trust is the bundle of every org CA
 certificate and nothing else (not the system store). A peer whose certificate does not
 chain to a consortium CA fails the handshake itself. After it, `check_peer` reads the
 node address the certificate binds (SAN URI `rxledger:node:0x…`) and refuses a peer whose
@@ -25,7 +25,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from network.pki import bound_address, organisation_of, write_private
+from node.p2p.certs import bound_address, organisation_of, write_private
 from node.p2p.frames import P2PError
 
 

@@ -43,6 +43,8 @@ from eth_utils.crypto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chaincode_py import NativeChaincodeHost
+
 _TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_TESTS / "unit" / "chaincode"))
 sys.path.insert(0, str(_TESTS / "unit"))
@@ -197,7 +199,7 @@ def fresh_chain(b: Base, capture: Capture) -> None:
     with store.batch(sync=False) as batch:
         for key, value in b.snapshot:
             batch.put(key, value)
-    chain = Chain(store, b.h.chain.genesis)
+    chain = Chain(store, b.h.chain.genesis, NativeChaincodeHost)
     capture.wrap(chain.executor)
     b.h.chain = chain
     b.h.now = b.start_time

@@ -35,6 +35,7 @@ from eth_abi.abi import encode as abi_encode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
 from node.execution.chaincode import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
@@ -106,7 +107,7 @@ def genesis() -> GenesisConfig:
 @lru_cache(maxsize=1)
 def base_store() -> tuple[tuple[bytes, bytes], ...]:
     """Genesis plus the proxy and counter contracts (deployed by account 9, nonces 0, 1)."""
-    chain = Chain(MemoryStore(), genesis())
+    chain = Chain(MemoryStore(), genesis(), NativeChaincodeHost)
     deploys = [sign(KEYS[9], nonce=0, to=b"", data=init_code(PROXY_RUNTIME), gas=200_000),
                sign(KEYS[9], nonce=1, to=b"", data=init_code(COUNTER_RUNTIME), gas=200_000)]
     block, execution = chain.build_block(deploys, timestamp=START, proposer=UNTOUCHED)
@@ -129,7 +130,7 @@ def open_chain(*, fast: bool) -> Chain:
     with store.batch(sync=False) as batch:
         for key, value in base_store():
             batch.put(key, value)
-    chain = Chain(store, genesis())
+    chain = Chain(store, genesis(), NativeChaincodeHost)
     if not fast:  # py-evm as before: no fast path, nothing carried from one block to the next
         chain.executor.native_addresses = frozenset()
         chain.executor._remember = lambda root, accounts, commitment: None  # type: ignore[method-assign]

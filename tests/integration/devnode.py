@@ -118,7 +118,7 @@ def start_dev_node(data_dir: Path, port: int | None = None, *,
         log_path = data_dir.parent / f"{data_dir.name}-node-{chosen}-{int(time.time() * 1000)}.log"
         log_file = open(log_path, "wb")  # noqa: SIM115 - closed by DevNode.stop()/kill()
         process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "start", "--dev",
+            [sys.executable, "-m", "rxledger", "node", "start", "--dev",
              "--data-dir", str(data_dir), "--rpc-port", str(chosen), *(extra_args or [])],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

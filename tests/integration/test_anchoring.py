@@ -290,7 +290,7 @@ def _network_json(dev_node: DevNode, tmp_path: Path) -> Path:
 
 def _cli() -> list[str]:
     """The `rxledger` command line, as an installed console script runs it."""
-    return [sys.executable, "-m", "node.cli"]
+    return [sys.executable, "-m", "rxledger"]
 
 
 def test_cli_submit_then_verify(dev_node: DevNode, tmp_path: Path) -> None:

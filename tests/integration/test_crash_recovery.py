@@ -291,7 +291,7 @@ def kill_during_commit(start_node: Callable[[Path], DevNode], data_dir: Path, ki
     node.stop()
     assert "Traceback" not in node.output(), node.output()[-3000:]
     # and a full check of the stopped node's store finds nothing wrong
-    check = subprocess.run([sys.executable, "-m", "node.cli", "node", "check", "--data-dir", str(data_dir)],
+    check = subprocess.run([sys.executable, "-m", "rxledger", "node", "check", "--data-dir", str(data_dir)],
                            capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and "intact" in check.stdout, check.stdout + check.stderr
     return run

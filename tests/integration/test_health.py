@@ -19,6 +19,7 @@ import pytest
 from eth_account import Account
 from starlette.testclient import TestClient
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
@@ -71,7 +72,7 @@ def test_a_sound_node_answers_200_ok(dev_node):
 
 
 def test_consensus_stopped_is_503_with_the_reason(services):
-    service = NodeService(NodeConfig(data_dir=None, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service = NodeService(NodeConfig(data_dir=None, dev=True), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     services.append(service)
 
     def broken_listener(block, receipts) -> None:  # a bug in a part that follows the chain
@@ -90,7 +91,7 @@ def test_consensus_stopped_is_503_with_the_reason(services):
 
 
 def test_storage_failed_is_503_with_the_reason(services, tmp_path: Path):
-    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     services.append(service)
     runtime = service.start_consensus(
         QbftConfig(block_period=0.0, empty_block_period=0.05, round_timeout=1.0, max_round_timeout=10.0))
@@ -116,8 +117,8 @@ def test_syncing_far_behind_is_503_until_caught_up(services):
     net.start()
     endpoints: list[MemoryTransport] = []
     try:
-        ahead = NodeService(NodeConfig(data_dir=None), dev_genesis(), validator_key=dev_validator_key())
-        behind = NodeService(NodeConfig(data_dir=None, health_max_blocks_behind=5), dev_genesis())
+        ahead = NodeService(NodeConfig(data_dir=None), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
+        behind = NodeService(NodeConfig(data_dir=None, health_max_blocks_behind=5), dev_genesis(), chaincode=NativeChaincodeHost)
         services.extend([ahead, behind])
         for service, name, key in ((ahead, "ahead", dev_validator_key()), (behind, "behind", bytes([7]) * 32)):
             transport = P2PTransport(service.chain, submit_transaction=service.submit_raw_transaction,
@@ -173,7 +174,7 @@ def test_only_validators_announced_heads_can_make_a_node_report_syncing(services
     (an orchestrator would then restart healthy validators). A validator's announcement
     counts."""
     service = NodeService(NodeConfig(data_dir=None, health_max_blocks_behind=5), dev_genesis(),
-                          validator_key=dev_validator_key())
+                          validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     services.append(service)
     observers = {bytes([1]) * 20: 10_000, bytes([2]) * 20: 10_000}
     transport = _Announced(observers)

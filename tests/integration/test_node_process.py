@@ -71,7 +71,7 @@ def test_sigint_shuts_down_without_a_traceback(node_factory, tmp_path):
 
 def test_a_second_node_on_the_same_data_dir_is_refused(dev_node):
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(dev_node.data_dir),
+        [sys.executable, "-m", "rxledger", "node", "start", "--dev", "--data-dir", str(dev_node.data_dir),
          "--rpc-port", str(free_port())],
         capture_output=True, text=True, timeout=30,
     )
@@ -84,7 +84,7 @@ def test_a_second_node_on_the_same_data_dir_is_refused(dev_node):
 
 def test_a_taken_port_is_refused(dev_node, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(tmp_path / "other"),
+        [sys.executable, "-m", "rxledger", "node", "start", "--dev", "--data-dir", str(tmp_path / "other"),
          "--rpc-port", str(dev_node.port)],
         capture_output=True, text=True, timeout=30,
     )

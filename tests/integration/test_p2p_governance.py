@@ -26,6 +26,7 @@ import pytest
 from eth_account import Account
 from eth_utils import to_checksum_address
 
+from chaincode_py import NativeChaincodeHost
 from network.genesis import make_genesis
 from network.pki import issue_node_cert, make_org_ca
 from node.config import NodeConfig
@@ -106,7 +107,7 @@ class Consortium:
 
     def start(self, key: bytes) -> Node:
         address = private_key_to_address(key)
-        service = NodeService(NodeConfig(data_dir=None), self.genesis, validator_key=key)
+        service = NodeService(NodeConfig(data_dir=None), self.genesis, validator_key=key, chaincode=NativeChaincodeHost)
         chain = service.chain
         transport = P2PTransport(chain, submit_transaction=lambda raw: service.submit_raw_transaction(raw, gossip=False),
                                  request_retry=0.2)

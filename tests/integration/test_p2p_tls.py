@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
+from chaincode_py import NativeChaincodeHost
 from network.pki import Issued, issue_node_cert, make_org_ca
 from node.p2p import Kind, P2PConfig, P2PService, PeerInfo, Status, TlsIdentity
 from node.p2p.frames import (
@@ -529,7 +530,7 @@ def test_validators_decide_over_tls_and_a_restarted_empty_one_catches_up(net: Ne
 
     def start(key: bytes) -> None:
         address = private_key_to_address(key)
-        node = NodeService(NodeConfig(data_dir=None), genesis, validator_key=key)
+        node = NodeService(NodeConfig(data_dir=None), genesis, validator_key=key, chaincode=NativeChaincodeHost)
         transport = P2PTransport(node.chain, submit_transaction=node.submit_raw_transaction, request_retry=0.2)
         chain = node.chain
         config = P2PConfig(host="127.0.0.1", port=ports[address], address=address, chain_id=chain.chain_id,

@@ -234,7 +234,7 @@ def test_regulator_queries_by_prescriber_patient_schedule_and_pharmacy(roles, de
 
 
 def _rx(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", "rx", *args],
+    return subprocess.run([sys.executable, "-m", "rxledger", "rx", *args],
                           capture_output=True, text=True, timeout=60)
 
 

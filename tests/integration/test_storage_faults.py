@@ -30,6 +30,7 @@ import pytest
 from devnode import free_port, rpc_result, start_dev_node
 from storage_load import Load, check_final_kept, presign, presign_load
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
@@ -42,7 +43,7 @@ REMEDY_WORDS = ("restore the data directory from a backup or snapshot", "resync"
 
 
 def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rxledger", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
 
 
@@ -55,7 +56,7 @@ def _refused_start(data_dir: Path) -> str:
     """Start a dev node on `data_dir`; it must exit 1 without serving. Returns its output."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "start", "--dev", "--data-dir", str(data_dir),
+        [sys.executable, "-m", "rxledger", "node", "start", "--dev", "--data-dir", str(data_dir),
          "--rpc-port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
@@ -335,7 +336,7 @@ def test_a_validator_whose_wal_write_fails_sends_nothing(small_disk: Path) -> No
     me = keys[0]  # the lowest address proposes round 0 at height 1
     genesis = GenesisConfig(chain_id=2024, validators=tuple(private_key_to_address(k) for k in keys),
                             enrolments=dev_genesis().enrolments)
-    service = NodeService(NodeConfig(data_dir=small_disk), genesis, validator_key=me)
+    service = NodeService(NodeConfig(data_dir=small_disk), genesis, validator_key=me, chaincode=NativeChaincodeHost)
     try:
         filler = _fill(small_disk)
         transport = Capture()
@@ -354,7 +355,7 @@ def test_a_validator_whose_wal_write_fails_sends_nothing(small_disk: Path) -> No
     finally:
         service.close()
     filler.unlink()
-    reopened = NodeService(NodeConfig(data_dir=small_disk), genesis, validator_key=me)
+    reopened = NodeService(NodeConfig(data_dir=small_disk), genesis, validator_key=me, chaincode=NativeChaincodeHost)
     try:
         assert load_wal(reopened.chain) == []  # nothing was persisted, and nothing was sent
     finally:
@@ -373,7 +374,7 @@ def test_damage_found_while_validating_a_proposal_stops_consensus(tmp_path: Path
     StorageCorrupted: it does not call a valid proposal invalid and go on."""
     keys, genesis = _four_validators()
     base = tmp_path / "base"
-    made = NodeService(NodeConfig(data_dir=base), genesis)
+    made = NodeService(NodeConfig(data_dir=base), genesis, chaincode=NativeChaincodeHost)
     with made.store.batch() as batch:
         # Keys the node never reads, sorted between the chain's records and the EVM state
         # ("s"), so that the state's table block holds no record read at start.
@@ -385,7 +386,7 @@ def test_damage_found_while_validating_a_proposal_stops_consensus(tmp_path: Path
     shutil.copytree(base, tmp_path / "validator")
     config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=30.0)
 
-    proposer = NodeService(NodeConfig(data_dir=tmp_path / "proposer"), genesis, validator_key=keys[0])
+    proposer = NodeService(NodeConfig(data_dir=tmp_path / "proposer"), genesis, validator_key=keys[0], chaincode=NativeChaincodeHost)
     try:
         state_root = proposer.chain.head.state_root
         sent = Capture()
@@ -414,7 +415,7 @@ def test_damage_found_while_validating_a_proposal_stops_consensus(tmp_path: Path
 
     # Opened without the start-up check: the damage is found while running.
     validator = NodeService(NodeConfig(data_dir=tmp_path / "validator"), genesis, validator_key=keys[1],
-                            store=LevelDBStore(chaindata))
+                            store=LevelDBStore(chaindata), chaincode=NativeChaincodeHost)
     try:
         runtime = validator.start_consensus(config, transport=Capture())
         runtime.deliver(proposal)

@@ -30,6 +30,8 @@ import pytest
 from eth_account import Account
 from eth_utils import to_checksum_address
 
+from chaincode_py import NativeChaincodeHost
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
 from byzantine import HEADER_MUTATIONS, Byzantine, mutate_header  # noqa: E402
 from harness import GENESIS_TIME, Network, SimNode, validator_keys  # noqa: E402
@@ -77,7 +79,7 @@ def transfer(nonce: int) -> Any:
 def honest() -> tuple[Header, Block]:
     """The genesis header and block 1 as its round-0 proposer (the lowest address) builds
     it: two transactions, so every root and the gas used are not the empty ones."""
-    builder = Chain(MemoryStore(), genesis_config())
+    builder = Chain(MemoryStore(), genesis_config(), NativeChaincodeHost)
     block, execution = builder.build_block([transfer(0), transfer(1)], timestamp=GENESIS_TIME + 1,
                                            proposer=ADDRESSES[0])
     assert len(execution.transactions) == 2 and execution.gas_used == 42_000
@@ -104,7 +106,7 @@ def test_every_header_field_has_a_case_and_each_case_changes_only_its_field() ->
 
 def test_the_honest_block_keeps_every_header_rule() -> None:
     parent, block = honest()
-    chain = Chain(MemoryStore(), genesis_config())
+    chain = Chain(MemoryStore(), genesis_config(), NativeChaincodeHost)
     validate_header(parent, block.header, chain.tally_after(parent))
     chain.verify_execution(block)
 
@@ -112,7 +114,7 @@ def test_the_honest_block_keeps_every_header_rule() -> None:
 # -- (a) Chain.verify_execution --------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
 def test_verify_execution_rejects_a_block_with_one_wrong_header_field(case: str) -> None:
-    chain = Chain(MemoryStore(), genesis_config())
+    chain = Chain(MemoryStore(), genesis_config(), NativeChaincodeHost)
     with pytest.raises(InvalidBlock, match=re.escape(field_of(case))):
         chain.verify_execution(mutated(case))
     assert chain.head.number == 0
@@ -124,7 +126,7 @@ def test_verify_execution_on_leveldb_rejects_a_wrong_header_field_and_commits_th
         tmp_path: Path, case: str) -> None:
     store = LevelDBStore(tmp_path / "chaindata")
     try:
-        chain = Chain(store, genesis_config())
+        chain = Chain(store, genesis_config(), NativeChaincodeHost)
         with pytest.raises(InvalidBlock, match=case):
             chain.verify_execution(mutated(case))
         block = honest()[1]
@@ -133,7 +135,7 @@ def test_verify_execution_on_leveldb_rejects_a_wrong_header_field_and_commits_th
         store.close()
     store = LevelDBStore(tmp_path / "chaindata")
     try:
-        assert Chain(store, genesis_config()).head.hash == block.hash
+        assert Chain(store, genesis_config(), NativeChaincodeHost).head.hash == block.hash
     finally:
         store.close()
 
@@ -160,7 +162,7 @@ def test_every_header_field_but_round_and_seals_changes_the_block_hash() -> None
 
 @pytest.mark.parametrize("case", CASES)
 def test_runtime_with_the_honest_execution_cached_rejects_the_mutated_block(case: str) -> None:
-    chain = Chain(MemoryStore(), genesis_config())
+    chain = Chain(MemoryStore(), genesis_config(), NativeChaincodeHost)
     pool = TxPool(chain_id=chain.chain_id, block_gas_limit=chain.head.gas_limit,
                   state_nonce=chain.state_nonce, is_enrolled=chain.is_enrolled)
     runtime = ConsensusRuntime(chain, pool, QbftConfig(), KEYS[1])  # not started: no thread
@@ -192,7 +194,7 @@ class LedgerNode(SimNode):
     def __post_init__(self) -> None:
         super().__post_init__()
         assert self.genesis_config is not None
-        self.ledger = Chain(MemoryStore(), self.genesis_config)
+        self.ledger = Chain(MemoryStore(), self.genesis_config, NativeChaincodeHost)
         self.pool = TxPool(chain_id=self.ledger.chain_id, block_gas_limit=self.ledger.head.gas_limit,
                            state_nonce=self.ledger.state_nonce, is_enrolled=self.ledger.is_enrolled)
         self.runtime: ConsensusRuntime | None = None
@@ -248,7 +250,7 @@ PROPOSAL_REASONS = {
 def test_every_honest_validator_rejects_a_proposal_with_one_wrong_header_field(case: str) -> None:
     config = QbftConfig(block_period=1.0, round_timeout=1.0, max_round_timeout=4.0)
     gc = genesis_config()
-    genesis = Chain(MemoryStore(), gc).head
+    genesis = Chain(MemoryStore(), gc, NativeChaincodeHost).head
     holder: list[Network] = []
     nodes = [LedgerNode(k, config, genesis, clock=lambda: holder[0].now, genesis_config=gc) for k in KEYS]
     net = Network(list(nodes), seed=11)
@@ -275,7 +277,7 @@ def test_every_honest_validator_rejects_a_proposal_with_one_wrong_header_field(c
     assert len(final) == 1
     block = honest_nodes[0].chain[0]
     assert decode_extra(block.header.extra_data).round >= 1 and block.header.coinbase != byz.address
-    validate_header(genesis, block.header, Chain(MemoryStore(), gc).tally_after(genesis))
+    validate_header(genesis, block.header, Chain(MemoryStore(), gc, NativeChaincodeHost).tally_after(genesis))
 
 
 # -- (c) as a final block from block sync ----------------------------------------------------
@@ -306,7 +308,7 @@ def test_a_node_catching_up_rejects_a_synced_final_block_with_one_wrong_header_f
     caplog.set_level(logging.INFO, logger="rxledger.consensus")
     quorum = KEYS[:3]  # 3 of 4 validators seal it
     bad, good = sealed(mutated(case), quorum), sealed(honest()[1], quorum)
-    service = NodeService(NodeConfig(data_dir=tmp_path / "late"), genesis_config(), validator_key=KEYS[3])
+    service = NodeService(NodeConfig(data_dir=tmp_path / "late"), genesis_config(), validator_key=KEYS[3], chaincode=NativeChaincodeHost)
     runtime = service.start_consensus(QbftConfig(block_period=0, empty_block_period=None, round_timeout=30.0))
     try:
         runtime.deliver_block(bad)
@@ -322,14 +324,14 @@ def test_a_node_catching_up_rejects_a_synced_final_block_with_one_wrong_header_f
     assert re.search(rf"rejected synced block \d: .*({reason})", caplog.text), caplog.text
     store = LevelDBStore(tmp_path / "late" / "chaindata")
     try:
-        assert Chain(store, genesis_config()).head.hash == good.hash
+        assert Chain(store, genesis_config(), NativeChaincodeHost).head.hash == good.hash
     finally:
         store.close()
 
 
 def test_a_refusal_names_the_block_the_field_and_the_expected_and_found_values() -> None:
     parent, block = honest()
-    tally = Chain(MemoryStore(), genesis_config()).tally_after(parent)
+    tally = Chain(MemoryStore(), genesis_config(), NativeChaincodeHost).tally_after(parent)
     with pytest.raises(InvalidBlock) as refused:
         validate_header(parent, mutated("difficulty").header, tally)
     assert str(refused.value) == "block 1: difficulty is 2, expected 1"

@@ -12,6 +12,7 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
+from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
 from node.consensus.validators import apply_votes, quorum, validators_commitment
 from node.execution.chaincode import (
@@ -55,25 +56,25 @@ def deploy_counter(chain: Chain) -> bytes:
 
 
 def test_genesis_is_deterministic_and_reopens(tmp_path):
-    a = Chain(MemoryStore(), dev_genesis())
-    b = Chain(MemoryStore(), dev_genesis())
+    a = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
+    b = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     assert a.genesis_hash == b.genesis_hash == a.head.hash
     extra = decode_extra(a.head.extra_data)
     assert extra.validators == (VALIDATOR,)
     assert extra.vanity == validators_commitment([VALIDATOR])
     store = LevelDBStore(tmp_path / "db")
-    Chain(store, dev_genesis())
+    Chain(store, dev_genesis(), NativeChaincodeHost)
     store.close()
     store = LevelDBStore(tmp_path / "db")
-    assert Chain(store, dev_genesis()).genesis_hash == a.genesis_hash
+    assert Chain(store, dev_genesis(), NativeChaincodeHost).genesis_hash == a.genesis_hash
     with pytest.raises(NodeError, match="holds a different chain"):
-        Chain(store, dev_genesis(chain_id=7))
+        Chain(store, dev_genesis(chain_id=7), NativeChaincodeHost)
     store.close()
 
 
 def test_blocks_survive_reopen_with_receipts_and_state(tmp_path):
     store = LevelDBStore(tmp_path / "db")
-    chain = Chain(store, dev_genesis())
+    chain = Chain(store, dev_genesis(), NativeChaincodeHost)
     counter = deploy_counter(chain)
     txs = [signed(n, to=counter, data=selector("increment()")) for n in range(1, 6)]
     block, ex = chain.build_block(txs, timestamp=int(time.time()), proposer=VALIDATOR)
@@ -82,7 +83,7 @@ def test_blocks_survive_reopen_with_receipts_and_state(tmp_path):
     store.close()
 
     store = LevelDBStore(tmp_path / "db")
-    chain = Chain(store, dev_genesis())
+    chain = Chain(store, dev_genesis(), NativeChaincodeHost)
     assert chain.head == head and chain.head.number == 2
     receipts = chain.receipts(head.hash)
     assert [r.status for r in receipts] == [1] * 5
@@ -97,7 +98,7 @@ def test_blocks_survive_reopen_with_receipts_and_state(tmp_path):
 
 
 def test_block_building_skips_stale_nonces_and_defers_over_gas():
-    chain = Chain(MemoryStore(), dev_genesis(gas_limit=100_000))
+    chain = Chain(MemoryStore(), dev_genesis(gas_limit=100_000), NativeChaincodeHost)
     stale = signed(5, to=VALIDATOR, gas=21_000)
     first, second = signed(0, to=VALIDATOR, gas=60_000), signed(1, to=VALIDATOR, gas=90_000)
     block, ex = chain.build_block([stale, first, second], timestamp=1, proposer=VALIDATOR)
@@ -107,8 +108,8 @@ def test_block_building_skips_stale_nonces_and_defers_over_gas():
 
 
 def test_verify_execution_accepts_built_block_and_rejects_tampering():
-    builder = Chain(MemoryStore(), dev_genesis())
-    verifier = Chain(MemoryStore(), dev_genesis())
+    builder = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
+    verifier = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     block, ex = builder.build_block([signed(0), signed(1)], timestamp=int(time.time()), proposer=VALIDATOR)
     verifier.verify_execution(block)
     for name, change in [("state root", dict(state_root=b"\x01" * 32)),
@@ -122,7 +123,7 @@ def test_verify_execution_accepts_built_block_and_rejects_tampering():
 
 
 def test_commit_refuses_a_block_not_on_the_head():
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     block, ex = chain.build_block([signed(0)], timestamp=1, proposer=VALIDATOR)
     chain.commit_block(block, ex)
     with pytest.raises(InvalidBlock, match="does not extend the head"):
@@ -130,7 +131,7 @@ def test_commit_refuses_a_block_not_on_the_head():
 
 
 def test_revert_reason_and_custom_error_from_calls():
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     counter = deploy_counter(chain)
     env = chain.env_for(chain.head, chain.head.timestamp, VALIDATOR)
     with pytest.raises(Reverted) as info:
@@ -204,7 +205,7 @@ def test_reserved_address_calls_run_chaincode_and_produce_receipts():
     chain = Chain(store, dev_genesis(), chaincode=host)
     ok = signed(0, to=PRESCRIPTION_REGISTRY, data=b"hello")
     bad = signed(1, to=PRESCRIPTION_REGISTRY, data=b"\xff")
-    plain = Chain(MemoryStore(), dev_genesis())
+    plain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     block, ex = chain.build_block([ok, bad], timestamp=1234, proposer=VALIDATOR)
     assert [r.status for r in ex.receipts] == [1, 0]
     assert ex.receipts[0].logs == (Log(PRESCRIPTION_REGISTRY, (TOPIC,), b"hello"),)
@@ -239,7 +240,7 @@ def test_votes_take_effect_with_more_than_half():
 
 
 def test_chain_applies_header_votes_to_next_validators():
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     other = b"\x77" * 20
     block, ex = chain.build_block([], timestamp=1, proposer=VALIDATOR, vote=Vote(other, True))
     assert decode_extra(block.header.extra_data).vanity == validators_commitment([VALIDATOR, other])
@@ -269,7 +270,7 @@ def test_execution_never_recovers_a_sender_again(monkeypatch):
     raw_1559 = DEPLOYER.sign_transaction(dict(nonce=3, maxFeePerGas=0, maxPriorityFeePerGas=0, gas=30_000,
                                               to=to_checksum_address(VALIDATOR), value=0, chainId=2024, type=2))
     txs.append(decode_transaction(bytes(raw_1559.raw_transaction)))
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     block, ex = chain.build_block(txs, timestamp=1, proposer=VALIDATOR)
     assert len(block.transactions) == 4 and not ex.skipped
     assert recoveries == []
@@ -282,7 +283,7 @@ def test_execution_never_recovers_a_sender_again(monkeypatch):
 
 def test_empty_block_fast_path_matches_full_execution(monkeypatch):
     """An empty block keeps the parent's state root: the same root full execution gives."""
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     fast, fast_ex = chain.build_block([], timestamp=1, proposer=VALIDATOR)
     # Full execution of an empty block, bypassing the fast path with a no-op transaction list
     # that is not empty to Python's truth test but yields nothing.
@@ -326,7 +327,7 @@ def test_reads_never_run_ahead_of_the_head_while_a_block_is_written(tmp_path):
             return Held()
 
     store = HeldAfterWrite(tmp_path / "db")
-    chain = Chain(store, dev_genesis())
+    chain = Chain(store, dev_genesis(), NativeChaincodeHost)
     stx = signed(0, to=ACCOUNTS[1].address, gas=21_000)
     block, ex = chain.build_block([stx], timestamp=int(time.time()), proposer=VALIDATOR)
     store.hold = True
@@ -361,7 +362,7 @@ def test_stored_receipts_and_transaction_index_are_pyrlps_encodings():
     from node.storage import chain_store as cs
     from rxledger.core.types.receipts import encode_receipt
 
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     txs = [signed(n, to=ACCOUNTS[1].address, gas=21_000) for n in range(130)]  # index 128 needs two bytes
     block, ex = chain.build_block(txs, timestamp=int(time.time()), proposer=VALIDATOR)
     assert len(ex.receipts) == 130

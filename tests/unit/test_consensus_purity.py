@@ -16,6 +16,7 @@ FORBIDDEN = {
     "time", "datetime", "random", "secrets", "logging", "os", "io", "pathlib", "shutil", "tempfile",
     "http", "urllib", "plyvel", "uvicorn", "fastapi", "starlette", "httpx", "requests", "web3",
     "node.storage", "node.rpc", "node.runtime", "node.service", "node.cli", "node.chain", "node.execution",
+    "node.node", "node.config",
 }
 
 

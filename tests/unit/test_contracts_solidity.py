@@ -22,6 +22,7 @@ import pytest
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from chaincode_py import NativeChaincodeHost
 from node.genesis import derive_dev_key, dev_validator_key
 from rxledger.core.crypto import private_key_to_address
 from rxledger.core.errors import Reverted
@@ -937,7 +938,7 @@ def test_deploy_all_on_an_in_process_dev_node(tmp_path: Path) -> None:
     from node.storage import MemoryStore
 
     service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(),
-                          validator_key=dev_validator_key(), store=MemoryStore())
+                          validator_key=dev_validator_key(), store=MemoryStore(), chaincode=NativeChaincodeHost)
 
     class InProcess(JSONBaseProvider):
         def make_request(self, method: Any, params: Any) -> Any:

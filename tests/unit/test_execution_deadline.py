@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.execution.evm import CallDeadlineExceeded, _DeadlineChecked
 from node.execution.executor import BlockEnv, CallTimeout
@@ -23,7 +24,7 @@ CALL_ONCE = bytes.fromhex("5f5f5f5f5f" + "30" + "5a" + "f1" + "00")  # PUSH0 x5 
 
 @pytest.fixture(scope="module")
 def service() -> NodeService:
-    return NodeService(NodeConfig(data_dir=None), dev_genesis())
+    return NodeService(NodeConfig(data_dir=None), dev_genesis(), chaincode=NativeChaincodeHost)
 
 
 def env(service: NodeService) -> BlockEnv:

@@ -36,7 +36,7 @@ def test_dev_genesis_enrols_exactly_the_dev_accounts():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "rxledger", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
 from node.consensus.validators import quorum, validators_commitment
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
@@ -76,7 +77,7 @@ def built() -> Built:
     LEAVER removed (votes in blocks 5-7 from > half of 5, gone from block 8); 10 blocks."""
     genesis = GenesisConfig(chain_id=2024, validators=tuple(INITIAL),
                             enrolments=dev_genesis().enrolments, timestamp=1_700_000_000)
-    chain = Chain(MemoryStore(), genesis)
+    chain = Chain(MemoryStore(), genesis, NativeChaincodeHost)
     plan: list[tuple[int, Vote | None]] = [
         (0, Vote(JOINER, True)), (1, Vote(JOINER, True)), (2, Vote(JOINER, True)),
         (3, None),

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.genesis import dev_genesis
 from node.rpc.app import create_app
@@ -22,7 +23,7 @@ CANDIDATE = "0x" + "ab" * 20
 
 
 def client(admin: bool) -> tuple[TestClient, NodeService]:
-    service = NodeService(NodeConfig(data_dir=None, rpc_admin=admin), dev_genesis())
+    service = NodeService(NodeConfig(data_dir=None, rpc_admin=admin), dev_genesis(), chaincode=NativeChaincodeHost)
     return TestClient(create_app(service)), service
 
 
@@ -74,9 +75,9 @@ def test_reads_and_sends_do_not_need_admin(admin: bool) -> None:
 
 
 def test_the_dev_chain_enables_admin_methods() -> None:
-    from node.cli import build_parser
+    from rxledger.cli import build_parser
 
     args = build_parser().parse_args(["node", "start", "--dev"])
     assert args.rpc_gas_cap == 50_000_000 and args.rpc_evm_timeout == 5.0
-    # start_dev builds its NodeConfig with rpc_admin=True; checked on a real dev node by
+    # node_start builds the dev NodeConfig with rpc_admin=True; checked on a real dev node by
     # tests/integration/test_qbft_rpc.py, which proposes votes over JSON-RPC.

@@ -14,6 +14,7 @@ from eth_abi import encode
 from eth_account import Account
 from starlette.testclient import TestClient
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
@@ -37,7 +38,7 @@ def anchor_tx(nonce: int) -> bytes:
 def http(tmp_path) -> Any:
     service = NodeService(NodeConfig(data_dir=tmp_path, dev=True, max_logs_block_range=RANGE,
                                      max_logs_results=RESULTS),
-                          dev_genesis(), validator_key=dev_validator_key())
+                          dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
     for nonce in range(4):  # one anchor per block: blocks 1-4 each hold one Anchored log
         tx_hash = service.submit_raw_transaction(anchor_tx(nonce))

@@ -10,6 +10,7 @@ import time
 from eth_account import Account
 from eth_utils import to_checksum_address
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.messages import (
     COMMIT,
@@ -71,7 +72,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 
 def test_dev_runtime_decides_blocks_with_one_seal_and_prunes_the_wal(tmp_path):
-    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
     try:
         hashes = [service.submit_raw_transaction(raw_tx(n)) for n in range(3)]
@@ -87,7 +88,7 @@ def test_dev_runtime_decides_blocks_with_one_seal_and_prunes_the_wal(tmp_path):
 
 
 def test_idle_dev_chain_makes_no_empty_blocks(tmp_path):
-    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
     try:
         time.sleep(1.0)
@@ -105,7 +106,7 @@ def test_restarted_validator_resends_its_signed_messages_and_signs_nothing_new(t
     config = QbftConfig(block_period=0, empty_block_period=None, round_timeout=30.0)
 
     first = Capture()
-    service = NodeService(NodeConfig(data_dir=tmp_path), genesis, validator_key=me)
+    service = NodeService(NodeConfig(data_dir=tmp_path), genesis, validator_key=me, chaincode=NativeChaincodeHost)
     service.start_consensus(config, transport=first)
     service.submit_raw_transaction(raw_tx(0))
     # Alone among 4 validators: it proposes and prepares, but no quorum ever forms.
@@ -118,7 +119,7 @@ def test_restarted_validator_resends_its_signed_messages_and_signs_nothing_new(t
     service.close()  # as a crash would leave it: the WAL is on disk, the block is not decided
 
     second = Capture()
-    service = NodeService(NodeConfig(data_dir=tmp_path), genesis, validator_key=me)
+    service = NodeService(NodeConfig(data_dir=tmp_path), genesis, validator_key=me, chaincode=NativeChaincodeHost)
     service.start_consensus(config, transport=second)
     try:
         service.submit_raw_transaction(raw_tx(0))
@@ -137,7 +138,7 @@ def _two_blocks(tmp_path, config: QbftConfig):
     keys = sorted((derive_dev_key(500 + i) for i in range(4)), key=private_key_to_address)
     addresses = tuple(private_key_to_address(k) for k in keys)
     genesis = GenesisConfig(chain_id=2024, validators=addresses, enrolments=dev_genesis().enrolments)
-    builder = NodeService(NodeConfig(data_dir=tmp_path / "builder"), genesis)
+    builder = NodeService(NodeConfig(data_dir=tmp_path / "builder"), genesis, chaincode=NativeChaincodeHost)
     try:
         chain = builder.chain
 
@@ -177,7 +178,7 @@ def test_buffered_proposal_for_the_next_height_is_validated_after_the_decided_bl
                 for a in voters]
 
     sent = Capture()
-    service = NodeService(NodeConfig(data_dir=tmp_path / "me"), genesis, validator_key=key_of[me])
+    service = NodeService(NodeConfig(data_dir=tmp_path / "me"), genesis, validator_key=key_of[me], chaincode=NativeChaincodeHost)
     runtime = service.start_consensus(config, transport=sent)
     try:
         # h2's proposal first (a future message at h1), then everything that decides h1.
@@ -209,7 +210,7 @@ def test_synced_blocks_that_arrive_out_of_order_are_imported_on_the_applied_head
         digest = seal_hash(block.header)
         return service.chain.seal(block, [encode_signature(*sign_hash(digest, k)) for k in list(key_of.values())[:3]])
 
-    service = NodeService(NodeConfig(data_dir=tmp_path / "me"), genesis, validator_key=list(key_of.values())[3])
+    service = NodeService(NodeConfig(data_dir=tmp_path / "me"), genesis, validator_key=list(key_of.values())[3], chaincode=NativeChaincodeHost)
     runtime = service.start_consensus(config, transport=Capture())
     try:
         runtime.deliver_block(sealed(block2))
@@ -245,7 +246,7 @@ def frozen_clock_dev_node(tmp_path, fill: int) -> tuple[list[float], NodeService
     """A dev node whose runtime reads `clock[0]` (moved only by the test), gathering with
     gather 20 ms, quiet 2 ms and `fill`."""
     clock = [time.time()]
-    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     service.runtime = runtime = ConsensusRuntime(
         service.chain, service.pool, QbftConfig(block_period=0, empty_block_period=None),
         dev_validator_key(), take_vote=service.take_vote, clock=lambda: clock[0],

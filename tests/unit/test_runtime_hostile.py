@@ -15,6 +15,7 @@ from eth_account import Account
 from eth_utils import to_checksum_address
 from fuzzing import deep_lists
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
@@ -53,7 +54,7 @@ def wait_for(predicate, timeout: float = 15.0) -> None:
 
 @pytest.fixture
 def service(tmp_path):
-    node = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key())
+    node = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     yield node
     node.close()
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.genesis import dev_accounts, dev_genesis
 from node.p2p.memory import MemoryNetwork, MemoryTransport
@@ -287,7 +288,7 @@ class GossipNode:
     wires it (RPC submissions are gossiped, gossiped ones are not sent on), no consensus."""
 
     def __init__(self, net: MemoryNetwork, index: int) -> None:
-        self.service = NodeService(NodeConfig(data_dir=None), dev_genesis())
+        self.service = NodeService(NodeConfig(data_dir=None), dev_genesis(), chaincode=NativeChaincodeHost)
         chain = self.service.chain
         self.transport = P2PTransport(chain, submit_transaction=lambda raw: self.service.submit_raw_transaction(
             raw, gossip=False))

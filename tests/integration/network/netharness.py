@@ -245,7 +245,7 @@ class Net:
         node = self.node(name)
         rxledger = Path(sys.executable).parent / "rxledger"
         command = self.commands.get(name) or (
-            [str(rxledger)] if rxledger.exists() else [sys.executable, "-m", "node.cli"])
+            [str(rxledger)] if rxledger.exists() else [sys.executable, "-m", "rxledger"])
         log = self.log_path(name)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as f:

@@ -363,7 +363,7 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=CONTROL.watch, name="control", daemon=True).start()
     if "--config" in rest:
         install(rest[rest.index("--config") + 1])
-    from node.cli import main as node_main
+    from rxledger.cli import main as node_main
 
     print(f"nodewrap: starting the node (skew {CONTROL.skew:+g} s, modes {sorted(CONTROL.modes)})", flush=True)
     return node_main(rest)

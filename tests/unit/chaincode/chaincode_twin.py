@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaincode_py import NativeChaincodeHost
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
 
 from solidity_harness import PROPOSER, TX_GAS, Contract, EvmHarness, TxResult  # noqa: E402
@@ -65,7 +67,7 @@ class TwinHarness(EvmHarness):
     def __init__(self, genesis: GenesisConfig | None = None) -> None:
         super().__init__()
         if genesis is not None:
-            self.chain = Chain(MemoryStore(), genesis)
+            self.chain = Chain(MemoryStore(), genesis, NativeChaincodeHost)
         self.address_map: dict[bytes, bytes] = {}  # Solidity address -> native address
         self.steps = 0  # compared steps (transactions and calls)
 

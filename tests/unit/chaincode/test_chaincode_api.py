@@ -14,6 +14,8 @@ from eth_utils.crypto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chaincode_py import NativeChaincodeHost
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
 from chaincode_twin import TwinContract, TwinHarness  # noqa: E402
@@ -25,7 +27,6 @@ from chaincode_py import (  # noqa: E402
     EventDef,
     Gas,
     Layout,
-    NativeChaincodeHost,
     abi,
     error_data,
 )
@@ -279,7 +280,7 @@ def test_a_value_transfer_to_a_chaincode_reverts_and_keeps_the_value() -> None:
     from rxledger.core.types import decode_transaction
 
     sender = dev_accounts()[1]
-    chain = Chain(MemoryStore(), replace(dev_genesis(), balances=((sender.address, 10**18),)))
+    chain = Chain(MemoryStore(), replace(dev_genesis(), balances=((sender.address, 10**18),)), NativeChaincodeHost)
     tx = dict(nonce=0, gasPrice=0, gas=200_000, value=5, chainId=2024,
               to=to_checksum_address(b"\x00" * 18 + b"\x10\x02"),
               data=Abi(load_artifact("Governance")["abi"]).encode_call("orgs", ()))

@@ -151,7 +151,7 @@ def test_the_commitments_rlp_is_pyrlps() -> None:
 
 
 def test_a_reverted_call_leaves_no_chaincode_writes() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     before = dict(chain.store.iterate(CHAINCODE))
     bad = signed(3, 0, PRESCRIPTION_REGISTRY, issue_data(1))  # a pharmacist cannot issue
     block, execution = chain.build_block([bad], timestamp=T0, proposer=PROPOSER)
@@ -197,7 +197,7 @@ def test_calls_from_a_contract_revert_with_the_evm_journal() -> None:
     """A contract calls the native registry: a sub-call that runs out of gas after writing
     loses its writes while the first sub-call's stay; a contract that reverts after a
     successful sub-call takes that sub-call's writes and logs with it."""
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     partial = deploy(chain, caller_contract([(issue_data("a"), 300_000), (issue_data("b"), 60_000)],
                                             revert_at_end=False), 0, T0)
     reverting = deploy(chain, caller_contract([(issue_data("c"), 300_000)], revert_at_end=True), 1, T0 + 1)
@@ -222,7 +222,7 @@ def test_calls_from_a_contract_revert_with_the_evm_journal() -> None:
 
 
 def test_out_of_gas_fails_the_call_and_consumes_all_gas() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     data = issue_data("gas")
     env = chain.env_for(chain.head, T0, PROPOSER)
     needed = chain.executor.estimate_gas(chain.head.state_root, env, sender=ACCOUNTS[1].address,
@@ -244,7 +244,7 @@ def test_static_calls_cannot_write() -> None:
                          GOV.encode_call("roleOf", (to_checksum_address(ACCOUNTS[1].address),)),
                          100_000, True, block_info())
     assert session.call(call).reverted is False
-    genesis_chain = Chain(MemoryStore(), dev_genesis())
+    genesis_chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     host = genesis_chain.chaincode
     assert isinstance(host, NativeChaincodeHost)
     session = host.open_session(host.head_commitment(), block_info())
@@ -262,7 +262,7 @@ def test_static_calls_cannot_write() -> None:
 
 # ---------------------------------------------------------------------- genesis and roots
 def test_genesis_state_is_in_the_first_block_and_its_state_root() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     host = chain.chaincode
     assert isinstance(host, NativeChaincodeHost)
     commitment = host.head_commitment()
@@ -276,21 +276,21 @@ def test_genesis_state_is_in_the_first_block_and_its_state_root() -> None:
     assert bare.head.state_root != chain.head.state_root
     assert bare.genesis_hash != chain.genesis_hash
     # every dev chain has the same genesis
-    assert Chain(MemoryStore(), dev_genesis()).genesis_hash == chain.genesis_hash
+    assert Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost).genesis_hash == chain.genesis_hash
 
 
 def test_different_chaincode_writes_give_different_state_roots() -> None:
-    a, b = Chain(MemoryStore(), dev_genesis()), Chain(MemoryStore(), dev_genesis())
+    a, b = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost), Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     block_a, _ = commit(a, [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data("x"))], T0)
     block_b, _ = commit(b, [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data("y"))], T0)
     assert block_a.header.state_root != block_b.header.state_root
     # The same transaction on another chain gives the same block: validators agree.
-    c = Chain(MemoryStore(), dev_genesis())
+    c = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     c.verify_execution(block_a)
 
 
 def test_the_commitment_moves_with_every_block_that_touches_chaincode_state() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     host = chain.chaincode
     assert isinstance(host, NativeChaincodeHost)
     before = host.head_commitment()
@@ -308,7 +308,7 @@ def test_the_commitment_moves_with_every_block_that_touches_chaincode_state() ->
 
 
 def test_reexecution_matches_and_a_validator_with_other_chaincode_state_rejects() -> None:
-    leader, follower, diverged = (Chain(MemoryStore(), dev_genesis()) for _ in range(3))
+    leader, follower, diverged = (Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost) for _ in range(3))
     txs = [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data(1)),
            signed(2, 0, PRESCRIPTION_REGISTRY, RX.encode_call("review", (keccak(text="rx-1"), True, ZERO32))),
            signed(3, 0, PRESCRIPTION_REGISTRY, RX.encode_call("dispense", (keccak(text="rx-1"), 30, ZERO32)))]
@@ -334,7 +334,7 @@ def test_reexecution_matches_and_a_validator_with_other_chaincode_state_rejects(
 
 def test_chaincode_state_survives_a_restart_on_leveldb(tmp_path: Path) -> None:
     store = LevelDBStore(str(tmp_path / "db"))
-    chain = Chain(store, dev_genesis())
+    chain = Chain(store, dev_genesis(), NativeChaincodeHost)
     commit(chain, [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data(1))], T0)
     commit(chain, [signed(2, 0, PRESCRIPTION_REGISTRY, RX.encode_call("review", (keccak(text="rx-1"), True, ZERO32)))],
            T0 + 1)
@@ -342,7 +342,7 @@ def test_chaincode_state_survives_a_restart_on_leveldb(tmp_path: Path) -> None:
     record = get_record(chain, 1)
     store.close()
     store = LevelDBStore(str(tmp_path / "db"))
-    reopened = Chain(store, dev_genesis())
+    reopened = Chain(store, dev_genesis(), NativeChaincodeHost)
     assert reopened.head == head
     assert get_record(reopened, 1) == record and record[11] == 2
     # and carries on: a pharmacist dispenses in the next block, on top of the stored state
@@ -358,11 +358,11 @@ def test_a_data_dir_whose_genesis_block_differs_is_refused(tmp_path: Path) -> No
     store = MemoryStore()
     Chain(store, dev_genesis(), chaincode=NoChaincode())
     with pytest.raises(NodeError, match="genesis block"):
-        Chain(store, dev_genesis())
+        Chain(store, dev_genesis(), NativeChaincodeHost)
 
 
 def test_calls_into_chaincode_need_the_heads_state() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     genesis_root = chain.head.state_root
     commit(chain, [signed(1, 0, PRESCRIPTION_REGISTRY, issue_data(1))], T0)
     env = chain.env_for(chain.head, T0 + 1, PROPOSER)
@@ -376,7 +376,7 @@ def test_calls_into_chaincode_need_the_heads_state() -> None:
 
 
 def test_a_call_during_which_the_head_moves_is_refused() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     host = chain.chaincode
     assert isinstance(host, NativeChaincodeHost)
     session = host.open_session(host.head_commitment(), block_info())

@@ -14,6 +14,8 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from chaincode_py import NativeChaincodeHost
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
 from solidity_harness import PROPOSER, Abi  # noqa: E402
 
@@ -56,7 +58,7 @@ def view(chain: Chain, abi: Abi, to: bytes, fn: str, *args: Any) -> Any:
 
 # ------------------------------------------------------------------------------- genesis
 def test_dev_genesis_enrols_the_interfaces_accounts_in_native_governance() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     expected = [(a.org, a.role) for a in ACCOUNTS]
     roles = {"prescriber": 1, "hospital pharmacist": 2, "pharmacist": 3, "auditor": 4, "org admin": 5}
     for account, (org, role) in zip(ACCOUNTS, expected, strict=True):
@@ -75,7 +77,7 @@ def test_genesis_orgs_are_derived_when_not_listed() -> None:
     genesis = GenesisConfig(chain_id=2024, validators=(b"\x01" * 20,), enrolments=dev_genesis().enrolments)
     assert genesis.organisations() == (("hospital-a", "hospital"), ("pharmacy-a", "pharmacy"),
                                        ("regulator", "regulator"), ("hospital-b", "hospital"))
-    chain = Chain(MemoryStore(), genesis)
+    chain = Chain(MemoryStore(), genesis, NativeChaincodeHost)
     assert view(chain, GOV, GOVERNANCE, "orgs")[1] == keccak(text="pharmacy-a")
     admins_only = GenesisConfig(chain_id=1, validators=(), enrolments=(
         Enrolment(b"\x01" * 20, "hospital-x", "org admin"), Enrolment(b"\x02" * 20, "regulator", "org admin")))
@@ -84,10 +86,10 @@ def test_genesis_orgs_are_derived_when_not_listed() -> None:
     with pytest.raises(ValueError, match="st-mary"):
         unknown.organisations()
     with pytest.raises(GenesisError, match="st-mary"):
-        Chain(MemoryStore(), unknown)
+        Chain(MemoryStore(), unknown, NativeChaincodeHost)
     # listed, the kinds are taken as given
     listed = replace(unknown, orgs=(("st-mary", "pharmacy"),))
-    chain = Chain(MemoryStore(), listed)
+    chain = Chain(MemoryStore(), listed, NativeChaincodeHost)
     assert view(chain, GOV, GOVERNANCE, "orgKind", keccak(text="st-mary")) == 2
 
 
@@ -112,12 +114,12 @@ def test_genesis_config_encoding_is_backward_compatible() -> None:
 ])
 def test_a_bad_genesis_is_refused_as_the_solidity_constructor_refuses_it(change: dict[str, Any], reason: str) -> None:
     with pytest.raises(GenesisError, match=reason):
-        Chain(MemoryStore(), replace(dev_genesis(), **change))
+        Chain(MemoryStore(), replace(dev_genesis(), **change), NativeChaincodeHost)
 
 
 def test_a_genesis_without_organisations_leaves_governance_empty() -> None:
     deployer = Enrolment(ACCOUNTS[9].address, None, None)
-    chain = Chain(MemoryStore(), GenesisConfig(chain_id=2024, validators=(b"\x01" * 20,), enrolments=(deployer,)))
+    chain = Chain(MemoryStore(), GenesisConfig(chain_id=2024, validators=(b"\x01" * 20,), enrolments=(deployer,)), NativeChaincodeHost)
     assert view(chain, GOV, GOVERNANCE, "orgs") == ()
     assert chain.is_enrolled(ACCOUNTS[9].address) and not chain.is_enrolled(ACCOUNTS[0].address)
 
@@ -135,7 +137,7 @@ def run(chain: Chain, txs: list[Any], timestamp: int) -> list[int]:
 
 
 def test_governance_decides_who_may_send() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     pool = make_pool(chain)
     newcomer = derive_dev_key(300)
     newcomer_address = Account.from_key(newcomer).address
@@ -174,7 +176,7 @@ def test_a_revoked_senders_waiting_transactions_leave_the_pool(tmp_path: Path) -
     from node.config import NodeConfig
     from node.service import NodeService
 
-    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), store=MemoryStore())
+    service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(), store=MemoryStore(), chaincode=NativeChaincodeHost)
     try:
         chain = service.chain
         newcomer = derive_dev_key(302)
@@ -193,7 +195,7 @@ def test_a_revoked_senders_waiting_transactions_leave_the_pool(tmp_path: Path) -
 
 
 def test_sender_check_is_cached_per_head() -> None:
-    chain = Chain(MemoryStore(), dev_genesis())
+    chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
     host = chain.chaincode
     calls: list[bytes] = []
     original = host.is_enrolled  # type: ignore[attr-defined]
@@ -218,7 +220,7 @@ def test_the_dev_node_serves_the_prescription_lifecycle(tmp_path: Path) -> None:
     from node.service import NodeService
 
     service = NodeService(NodeConfig(data_dir=tmp_path, dev=True), dev_genesis(),
-                          validator_key=dev_validator_key(), store=MemoryStore())
+                          validator_key=dev_validator_key(), store=MemoryStore(), chaincode=NativeChaincodeHost)
     service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
     try:
         rid = keccak(text="rx-dev")

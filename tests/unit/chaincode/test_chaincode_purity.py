@@ -29,7 +29,7 @@ FORBIDDEN_IMPORTS = {
     "time", "datetime", "random", "secrets", "uuid", "logging", "os", "io", "pathlib", "shutil",
     "tempfile", "glob", "sqlite3", "pickle", "http", "urllib", "plyvel", "uvicorn", "fastapi",
     "starlette", "httpx", "requests", "web3", "math", "decimal", "fractions", "statistics",
-    "node.storage", "node.rpc", "node.runtime", "node.service", "node.cli", "node.chain",
+    "node.storage", "node.rpc", "node.runtime", "node.service", "node.cli", "node.chain", "node.node", "node.config",
     "node.p2p", "node.consensus", "node.txpool", "chaincode_py.host", "chaincode_py.genesis",
 }
 LOAD_TIME_ONLY = {"rxledger.core.artifacts"}  # reads the ABI once at import (see the docstring)

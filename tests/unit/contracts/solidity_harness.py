@@ -27,6 +27,7 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
 from node.genesis import dev_accounts, dev_genesis
 from node.storage import MemoryStore
@@ -155,7 +156,7 @@ class EvmHarness:
     """An in-memory dev chain with deploy / transact / call helpers."""
 
     def __init__(self, start_time: int = START_TIME) -> None:
-        self.chain = Chain(MemoryStore(), dev_genesis())
+        self.chain = Chain(MemoryStore(), dev_genesis(), NativeChaincodeHost)
         self.signers = [Account.from_key(a.private_key) for a in dev_accounts()]
         self.addresses = [a.address for a in dev_accounts()]
         self.now = start_time

@@ -1,4 +1,4 @@
-"""network/cli.py mounted on a parser like node.cli's: exit codes and one-line errors."""
+"""network/cli.py mounted on a parser like rxledger.cli's: exit codes and one-line errors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from network_helpers import free_base_port
 from network.cli import add_commands
 
 
-class _Parser(argparse.ArgumentParser):  # as node.cli's: one line, exit 2
+class _Parser(argparse.ArgumentParser):  # as rxledger.cli's: one line, exit 2
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"rxledger: error: {message} (see --help)\n")
         sys.exit(2)

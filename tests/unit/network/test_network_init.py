@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from network_helpers import free_base_port
 
+from chaincode_py import NativeChaincodeHost
 from network import pki
 from network.config import load_node_config
 from network.errors import NetworkError, NetworkExists, OrgSpecError
@@ -91,7 +92,7 @@ def test_genesis_file_and_hash(net: NetworkInfo) -> None:
     assert genesis.validators == tuple(n.address for n in net.nodes if n.is_validator)
     assert len(genesis.validators) == 4  # the observer is not a validator
     assert {e.address for e in genesis.enrolments} == {a.address for a in dev_accounts()}
-    assert Chain(MemoryStore(), genesis).genesis_hash == net.genesis_hash == genesis_hash(genesis)
+    assert Chain(MemoryStore(), genesis, NativeChaincodeHost).genesis_hash == net.genesis_hash == genesis_hash(genesis)
 
 
 def test_validator_keys_are_fresh_and_match_their_addresses(net: NetworkInfo) -> None:

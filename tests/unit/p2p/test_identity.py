@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import rlp
 
+from chaincode_py import NativeChaincodeHost
 from network.config import PeerConfig, load_node_config, node_config_to_dict, save_node_config
 from network.errors import ConfigError
 from network.genesis import genesis_to_json, load_genesis, make_genesis, save_genesis
@@ -168,7 +169,7 @@ def test_peer_config_defaults_keep_old_files_valid() -> None:
 # -- the allowlist on a real chain -----------------------------------------------------------
 def chain_with(validators: tuple[bytes, ...], bindings: dict[bytes, str]) -> Chain:
     genesis = make_genesis(2024, validators, timestamp=0, orgs=DEV_ORGS, validator_orgs=bindings)
-    return Chain(MemoryStore(), genesis)
+    return Chain(MemoryStore(), genesis, NativeChaincodeHost)
 
 
 def test_the_allowlist_binds_and_refuses_as_documented() -> None:
@@ -214,7 +215,7 @@ def test_the_light_client_walks_a_sealed_chain_whose_addition_names_an_organisat
     initial, joiner = addresses[:4], addresses[4]
     genesis = make_genesis(2024, initial, timestamp=1_700_000_000, orgs=DEV_ORGS,
                            validator_orgs=dict(zip(initial, [o for o, _ in DEV_ORGS], strict=True)))
-    chain = Chain(MemoryStore(), genesis)
+    chain = Chain(MemoryStore(), genesis, NativeChaincodeHost)
     for n, voter in enumerate([initial[0], initial[1], initial[2], initial[3], joiner], start=1):
         vote = Vote(joiner, True, "pharmacy-a") if n <= 3 else None
         block, execution = chain.build_block([], timestamp=1_700_000_000 + n, proposer=voter, vote=vote)
@@ -237,7 +238,7 @@ def test_a_vote_to_add_names_a_known_organisation_where_genesis_binds_validators
 
     genesis = make_genesis(2024, [A, B, C, D], timestamp=0, orgs=DEV_ORGS,
                            validator_orgs=dict(zip([A, B, C, D], [o for o, _ in DEV_ORGS], strict=True)))
-    node = NodeService(NodeConfig(data_dir=None), genesis)
+    node = NodeService(NodeConfig(data_dir=None), genesis, chaincode=NativeChaincodeHost)
     with pytest.raises(NodeError, match="name the new validator's organisation"):
         node.propose_vote(E, True)
     with pytest.raises(NodeError, match="no organisation 'hospital-z' in this network"):
@@ -258,7 +259,7 @@ def test_without_bindings_the_organisation_stays_optional() -> None:
     from node.config import NodeConfig
     from node.service import NodeService
 
-    node = NodeService(NodeConfig(data_dir=None), make_genesis(2024, [A, B], timestamp=0, orgs=DEV_ORGS))
+    node = NodeService(NodeConfig(data_dir=None), make_genesis(2024, [A, B], timestamp=0, orgs=DEV_ORGS), chaincode=NativeChaincodeHost)
     node.propose_vote(E, True)
     assert node.take_vote() == Vote(E, True, None)
     node.close()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from eth_account import Account
 from eth_utils import to_checksum_address
 
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
 from node.consensus.validators import validators_commitment
@@ -337,7 +338,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
 class Validator:
     def __init__(self, net: MemoryNetwork, key: bytes, genesis: GenesisConfig, *,
                  round_timeout: float = 1.0) -> None:
-        self.node = NodeService(NodeConfig(data_dir=None), genesis, validator_key=key)
+        self.node = NodeService(NodeConfig(data_dir=None), genesis, validator_key=key, chaincode=NativeChaincodeHost)
         self.transport = P2PTransport(self.node.chain, submit_transaction=self.node.submit_raw_transaction,
                                       request_retry=0.2)
         chain = self.node.chain

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from chaincode_py import NativeChaincodeHost
 from client_sdk._anchor import AnchorProof, Trust, _check_seals
 from client_sdk._errors import VerificationFailed
 from node.chain import Chain
@@ -36,7 +37,7 @@ CHAIN_ID = 2024
 def headers() -> list[Header]:
     genesis = GenesisConfig(chain_id=CHAIN_ID, validators=tuple(INITIAL),
                             enrolments=dev_genesis().enrolments, timestamp=1_700_000_000)
-    chain = Chain(MemoryStore(), genesis)
+    chain = Chain(MemoryStore(), genesis, NativeChaincodeHost)
     plan: list[tuple[int, Vote | None]] = [
         (0, Vote(JOINER, True)), (1, Vote(JOINER, True)), (2, Vote(JOINER, True)), (3, None),
         (0, Vote(LEAVER, False)), (1, Vote(LEAVER, False)), (4, Vote(LEAVER, False)),

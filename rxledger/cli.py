@@ -17,10 +17,15 @@ handler returns its exit code.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import NoReturn
 
 from rxledger import __version__
+from rxledger.extras import missing_node_modules, require_node_extra
+
+#: The command sets that run or set up a node: they need the `node` extra.
+NODE_COMMANDS = ("node", "network", "up", "down")
 
 
 class Parser(argparse.ArgumentParser):
@@ -31,17 +36,31 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _without_node_extra(commands: argparse._SubParsersAction[Parser]) -> None:
+    """Placeholders for the node's command sets on an SDK-only install (`pip install rxledger`):
+    listed in `--help`, and each answers with the one line saying how to install the node."""
+    for name in NODE_COMMANDS:
+        sub = commands.add_parser(name, help="(needs the node: pip install 'rxledger[node]')",
+                                  add_help=False)
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(handler=lambda _args: require_node_extra())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from chaincode_py import NativeChaincodeHost
     from client_sdk import cli as client_cli
-    from network import cli as network_cli
-    from node import cli as node_cli
 
     parser = Parser(prog="rxledger", description="RxLedger: a permissioned QBFT ledger for e-prescriptions")
     parser.add_argument("--version", action="version", version=f"rxledger {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    node_cli.add_commands(commands, Parser, chaincode=NativeChaincodeHost)
-    network_cli.add_commands(commands, Parser)
+    if missing_node_modules():
+        _without_node_extra(commands)
+    else:
+        from chaincode_py import NativeChaincodeHost
+        from network import cli as network_cli
+        from node import cli as node_cli
+
+        node_cli.add_commands(commands, Parser, chaincode=NativeChaincodeHost)
+        network_cli.add_commands(commands, Parser)
     client_cli.add_rx_commands(commands, Parser)
     client_cli.add_anchor_commands(commands, Parser)
     # The regulator's `audit` and governance's `gov` command sets mount here, from their
@@ -50,10 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from node.cli import setup_logging
-
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in NODE_COMMANDS:
+        require_node_extra()  # one line and exit 1 on an SDK-only install, before any import
     args = build_parser().parse_args(argv)
-    setup_logging(getattr(args, "log_level", "info"), "dev")
+    if missing_node_modules():
+        logging.basicConfig(level=getattr(args, "log_level", "info").upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    else:
+        from node.cli import setup_logging
+
+        setup_logging(getattr(args, "log_level", "info"), "dev")
     return int(args.handler(args))
 
 

@@ -10,7 +10,7 @@ through pip's cache):
   contract artifacts read from the installed package;
 - without extras (what a hospital installs for the client SDK): the SDK imports, py-evm
   (`eth`), plyvel, fastapi, uvicorn and tomli-w are absent, and the node's commands answer
-  with one line and exit 1 (rxledger._extras.require_node_extra, called by the console
+  with one line and exit 1 (rxledger.extras.require_node_extra, called by the console
   entry before it imports a node command).
 
 Every command runs from a temporary directory with PYTHONPATH unset, so nothing is
@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 from rxledger import __version__
-from rxledger._extras import NODE_EXTRA_MESSAGE
+from rxledger.extras import NODE_EXTRA_MESSAGE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT = 600

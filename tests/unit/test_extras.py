@@ -1,4 +1,4 @@
-"""rxledger._extras: the node extra's guard (one line and exit 1 when it is not installed).
+"""rxledger.extras: the node extra's guard (one line and exit 1 when it is not installed).
 
 The base-install half runs for real in tests/integration/test_install.py (a venv without
 the extra); here a module of the extra is made unimportable the way Python itself marks
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from rxledger._extras import (
+from rxledger.extras import (
     NODE_EXTRA_MESSAGE,
     NODE_MODULES,
     missing_node_modules,

@@ -9,7 +9,9 @@ Keyspaces (one-byte prefixes):
     T tx hash         → RLP([block hash, index])
     s …               → EVM state: trie nodes and contract code (node.execution.evm)
     c …               → native chaincode state (chaincode_py)
-    W …               → consensus records (QBFT write-ahead log, signer guard)
+    W tally hash      → the validator vote tally after a block
+    W wal …           → the QBFT write-ahead log (signed messages, prepared certificates):
+                        node.storage.wal
     M name            → metadata: head hash, genesis hash, genesis config
 
 A block, its receipts, its indexes, its state writes and the new head are written in one

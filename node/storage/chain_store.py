@@ -14,6 +14,9 @@ Keyspaces (one-byte prefixes):
                         node.storage.wal
     M name            → metadata: head hash, genesis hash, genesis config
 
+Every keyspace's prefix is declared here, so that no two can collide; a new one (the
+regulator's indexes) is added here with its functions.
+
 A block, its receipts, its indexes, its state writes and the new head are written in one
 atomic batch with fsync (`save_block`): after a crash the database holds the block
 completely or not at all.
@@ -36,7 +39,8 @@ BODY = b"B"
 RECEIPTS = b"R"
 CANONICAL = b"N"
 TX_INDEX = b"T"
-CHAINCODE = b"c"
+STATE = b"s"  # the EVM's trie nodes and code, keyed by hash (node.execution.evm)
+CHAINCODE = b"c"  # the native chaincode's state (the chaincode host)
 CONSENSUS = b"W"
 META = b"M"
 

@@ -38,12 +38,17 @@ from chaincode_py.genesis import GenesisError, governance_arguments
 from chaincode_py.governance import Governance
 from chaincode_py.governance import is_enrolled as governance_is_enrolled
 from chaincode_py.prescriptions import PrescriptionRegistry
-from node.execution.chaincode import GOVERNANCE, BlockInfo, ChaincodeCall, ChaincodeResult
+from node.execution.chaincode import (
+    GOVERNANCE,
+    BlockInfo,
+    ChaincodeCall,
+    ChaincodeResult,
+    StaleChaincodeState,
+)
 from node.genesis import GenesisConfig
 from node.storage.base import KeyValueStore
 from node.storage.chain_store import CHAINCODE
 from rxledger.core.crypto import keccak256
-from rxledger.core.errors import ExecutionError
 from rxledger.core.types.rlp_codec import rlp_bytes, rlp_list
 
 __all__ = ["COMMITMENT_KEY", "NativeChaincodeHost", "NativeSession", "StaleChaincodeState",
@@ -55,10 +60,6 @@ ZERO_ADDRESS = b"\x00" * 20
 # chaincode key (c ‖ 20-byte address ‖ key), so it cannot collide with one.
 COMMITMENT_KEY = CHAINCODE + b"!commitment"
 UNLIMITED_GAS = 1 << 62
-
-
-class StaleChaincodeState(ExecutionError):
-    """The chaincode state asked for is not the one the store holds (not the head)."""
 
 
 def _rlp_pairs(values: Mapping[bytes, bytes]) -> bytes:

@@ -39,7 +39,7 @@ from typing import Protocol
 from node.chain import Chain
 from node.consensus.qbft import QbftConfig, QbftNode, Ready, SyncRequest, WalRecord
 from node.execution.executor import BlockExecution
-from node.storage import chain_store as cs
+from node.storage import wal
 from node.txpool.pool import TxPool
 from rxledger.core.errors import InvalidBlock, NodeError, StorageError
 from rxledger.core.types.blocks import Block
@@ -47,7 +47,6 @@ from rxledger.core.types.headers import Vote
 
 log = logging.getLogger("rxledger.consensus")
 
-WAL_PREFIX = cs.CONSENSUS + b"wal"
 _NOTABLE = ("timed out", "moved to round", "rejected", "refused", "restored", "re-proposing", "imported")
 
 
@@ -88,33 +87,10 @@ def _peer_name(peer: bytes | None) -> str:
     return "an unknown peer" if peer is None else "0x" + peer.hex()
 
 
-def _wal_key(record: WalRecord, index: int) -> bytes:
-    kind = b"s" if record.kind == "signed" else b"p"
-    return (WAL_PREFIX + record.height.to_bytes(8, "big") + record.round.to_bytes(4, "big")
-            + bytes([record.step]) + kind + index.to_bytes(2, "big"))
-
-
 def load_wal(chain: Chain) -> list[WalRecord]:
     """The WAL records above the head, in the order they were written."""
-    records = []
-    for key, value in chain.store.iterate(WAL_PREFIX):
-        height, round_, step, kind = _decode_wal_key(key)
-        if height > chain.head.number:
-            records.append(WalRecord(kind, height, round_, step, value))
-    return records
-
-
-def _decode_wal_key(key: bytes) -> tuple[int, int, int, str]:
-    """(height, round, step, kind) from a key made by `_wal_key`; a key of another
-    length (a corrupt store) raises `StorageError`."""
-    at = len(WAL_PREFIX)
-    if len(key) != at + 16 or key[at + 13:at + 14] not in (b"s", b"p"):
-        raise StorageError(f"corrupt consensus WAL key 0x{key.hex()}")
-    height = int.from_bytes(key[at:at + 8], "big")
-    round_ = int.from_bytes(key[at + 8:at + 12], "big")
-    step = key[at + 12]
-    kind = "signed" if key[at + 13:at + 14] == b"s" else "prepared"
-    return height, round_, step, kind
+    return [WalRecord(e.kind, e.height, e.round, e.step, e.data)
+            for e in wal.load_wal(chain.store, above=chain.head.number)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,11 +320,7 @@ class ConsensusRuntime:
                 self._build(request.height, request.round)
 
     def _persist(self, records: list[WalRecord]) -> None:
-        if not records:
-            return
-        with self.chain.store.batch(sync=True) as batch:
-            for index, record in enumerate(records):
-                batch.put(_wal_key(record, index), record.data)
+        wal.save_wal(self.chain.store, (wal.WalEntry(r.kind, r.height, r.round, r.step, r.data) for r in records))
 
     def _apply(self, block: Block) -> None:
         execution = self._executions.pop(block.hash, None)
@@ -358,16 +330,9 @@ class ConsensusRuntime:
         self._last_block = self.clock()
         self._released = False
         self._pending_at = self._last_block  # a turn is due: are transactions pending now?
-        self._prune_wal(block.number)
+        wal.prune_wal(self.chain.store, through=block.number)
         log.info("block %d final: %d txs, round %d, hash 0x%s", block.number, len(block.transactions),
                  block.header.extra.round, block.hash.hex())
-
-    def _prune_wal(self, height: int) -> None:
-        stale = [k for k, _ in self.chain.store.iterate(WAL_PREFIX) if _decode_wal_key(k)[0] <= height]
-        if stale:
-            with self.chain.store.batch(sync=False) as batch:
-                for key in stale:
-                    batch.delete(key)
 
     def _build(self, height: int, round_: int) -> None:
         if height != self.chain.head.number + 1:

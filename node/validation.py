@@ -33,7 +33,7 @@ What the rules leave to others:
 
 from __future__ import annotations
 
-from node.consensus.validators import VoteTally, tally_vote, validators_commitment
+from node.consensus.validators import VoteTally, next_commitment
 from rxledger.core.errors import InvalidBlock
 from rxledger.core.types.headers import (
     BASE_FEE_PER_GAS,
@@ -101,7 +101,7 @@ def validate_header(parent: Header, header: Header, tally: VoteTally) -> None:
                            f"expected the validators in force {_addresses(tally.validators)}")
     # ... and committing (vanity) to the validators of the next block: these ones with
     # the coinbase's vote counted.
-    following = validators_commitment(tally_vote(tally, header.coinbase, extra.vote).validators)
+    following = next_commitment(tally, header.coinbase, extra.vote)
     if extra.vanity != following:
         raise InvalidBlock(f"block {n}: extra_data vanity is 0x{extra.vanity.hex()}, expected the "
                            f"next validators' commitment 0x{following.hex()}")

@@ -73,7 +73,7 @@ from node.consensus.messages import (
     prepared_of,
     sign_payload,
 )
-from node.consensus.validators import VoteTally, quorum, tally_vote, validators_commitment
+from node.consensus.validators import VoteTally, next_commitment, quorum, tally_vote
 from rxledger.core.crypto import (
     decode_signature,
     encode_signature,
@@ -82,12 +82,12 @@ from rxledger.core.crypto import (
     sign_hash,
 )
 from rxledger.core.errors import InvalidBlock, InvalidTransaction
+from rxledger.core.light_client import seal_quorum_problem
 from rxledger.core.types.blocks import Block, decode_block, encode_block
 from rxledger.core.types.headers import (
     Header,
     block_hash,
     encode_extra,
-    recover_seal_signers,
     seal_hash,
 )
 from rxledger.core.types.rlp_codec import decode_rlp, decode_rlp_list_items, rlp_list
@@ -570,8 +570,7 @@ class QbftNode:
             return "block timestamp is too far in the future"
         if extra.validators != h.validators:
             return "block lists a different validator set"
-        following = tally_vote(h.tally, header.coinbase, extra.vote).validators
-        if extra.vanity != validators_commitment(following):
+        if extra.vanity != next_commitment(h.tally, header.coinbase, extra.vote):
             return "block's next-validator commitment is wrong"
         q = self._quorum()
         if r == 0:
@@ -934,16 +933,14 @@ class QbftNode:
             return "does not extend our head"
         try:
             extra = header.extra
-            signers = recover_seal_signers(header)
         except InvalidBlock as exc:
             return str(exc)
         if extra.validators != h.validators:
             return "lists a different validator set"
-        valid = {a for a in signers if a in h.validators}
-        if len(valid) != len(signers) or len(valid) < self._quorum():
-            return f"{len(valid)} distinct validator seals, {self._quorum()} required"
-        following = tally_vote(h.tally, header.coinbase, extra.vote).validators
-        if extra.vanity != validators_commitment(following):
+        problem = seal_quorum_problem(header, h.validators)  # the light client's rule, the one there is
+        if problem is not None:
+            return problem
+        if extra.vanity != next_commitment(h.tally, header.coinbase, extra.vote):
             return "next-validator commitment is wrong"
         return self.validate_block(block)
 

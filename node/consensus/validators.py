@@ -28,6 +28,7 @@ from rxledger.core.types.headers import Vote
 __all__ = [
     "VoteTally",
     "apply_votes",
+    "next_commitment",
     "quorum",
     "tally_vote",
     "validators_commitment",
@@ -133,3 +134,8 @@ def apply_votes(validators: tuple[bytes, ...], votes: Iterable[tuple[bytes, Vote
     return tally.validators
 
 
+def next_commitment(tally: VoteTally, proposer: bytes, vote: Vote | None) -> bytes:
+    """The next-validator commitment (vanity) of a header proposed by `proposer` carrying
+    `vote` after `tally`: the validators of the block after it, this one's vote counted.
+    The one rule for it: blocks are built, validated and accepted from sync with it."""
+    return validators_commitment(tally_vote(tally, proposer, vote).validators)

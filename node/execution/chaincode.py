@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from rxledger.core.errors import ExecutionError
 from rxledger.core.types.receipts import Log
 
 if TYPE_CHECKING:
@@ -35,6 +36,14 @@ RESERVED_ADDRESSES = (PRESCRIPTION_REGISTRY, GOVERNANCE, ANCHOR_REGISTRY)
 # first): it makes EXTCODESIZE non-zero, which Solidity checks before a high-level call to
 # a function without return values, and eth_getCode show a contract. PUSH0 PUSH0 REVERT.
 PLACEHOLDER_CODE = bytes.fromhex("5f5ffd")
+
+
+class StaleChaincodeState(ExecutionError):
+    """The chaincode state asked for is not the one the store holds (not the head).
+
+    A host that keeps only the head's state raises it from a session opened on an older
+    parent, or from a call that saw the head move; the RPC layer answers a query of the
+    latest block by running it again on the new head."""
 
 
 @dataclass(frozen=True, slots=True)

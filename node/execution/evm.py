@@ -40,10 +40,11 @@ from eth_typing import Address
 
 from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeSession
 from node.storage.base import KeyValueStore
+from node.storage.chain_store import STATE
 from rxledger.core.types.rlp_codec import rlp_bytes, rlp_int, rlp_list
 from rxledger.core.types.transactions import SignedTransaction
 
-STATE_PREFIX = b"s"  # keyspace of EVM trie nodes and contract code in the store
+STATE_PREFIX = STATE  # keyspace of EVM trie nodes and contract code in the store
 
 
 def encode_account(account: Account) -> bytes:

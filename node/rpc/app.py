@@ -1,10 +1,14 @@
 """The node's HTTP face: Ethereum JSON-RPC on `POST /` (single and batch), `GET /health`.
 
-Every request is answered, never crashes the node: a body over the size limit is refused
+Each request's failure stays in its own answer: a body over the size limit is refused
 before it is read whole (HTTP 413), invalid JSON is -32700, a malformed request object
 -32600, an unknown method -32601, bad params -32602, refusals -32000 with a readable
-message, a reverted call 3 with the revert data. Unexpected exceptions are logged with
-their traceback and answered -32603 without leaking internals.
+message, a reverted call 3 with the revert data. An unexpected exception in a method is
+logged with its traceback and answered -32603 without leaking internals; the server goes
+on serving. Notifications (no `id`) get no answer (HTTP 204 when nothing is left to
+answer), nor does a client that left before its body was read.
+
+The methods (`node.rpc.methods`) talk to `NodeService` only.
 
 Method bodies are synchronous. Cheap ones (`INLINE_METHODS`: sending a transaction,
 reading a block, a receipt, the head) are answered on the event loop: handing them to

@@ -3,28 +3,27 @@
 Each method takes the node and the positional params and returns a JSON value, or
 raises `InvalidParams` / a node error. Parameter parsing is strict and names the
 parameter that is wrong, so a client learns what to fix.
+
+A method parses its params, asks `NodeService` (the node's only API for this layer) and
+formats the answer with `rxledger.core.wire`; it reads nothing of the chain, executor,
+store or pool itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import re
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from chaincode_py.host import StaleChaincodeState
 from node import __version__
-from node.execution.executor import BlockEnv, CallTimeout
 from node.rpc.errors import SERVER_ERROR, InvalidParams, RpcError
-from node.service import NodeService
-from rxledger.core.errors import ExecutionError, NodeError, Reverted, TxPoolRefused
+from node.service import CallRequest, LogFilter, NodeService
+from rxledger.core.errors import NodeError, TxPoolRefused
 from rxledger.core.types.headers import Header
 from rxledger.core.wire import d, format_block, format_log, format_receipt, format_transaction, q
 
 Method = Callable[[NodeService, list[Any]], Any]
-T = TypeVar("T")
 METHODS: dict[str, Method] = {}
 # Who may call what: every method belongs to one group (INTERFACES.md, "Access control":
 # the groups are the credential scopes read, tx and admin). Today only `admin` is gated,
@@ -96,7 +95,7 @@ def resolve_block_number(node: NodeService, value: Any, name: str = "block") -> 
         if "blockNumber" in value:
             value = value["blockNumber"]
     if value in BLOCK_TAGS:
-        return 0 if value == "earliest" else node.chain.head.number
+        return 0 if value == "earliest" else node.head().number
     number = parse_quantity(value, name)
     if number >= 2**64:
         raise InvalidParams(f"invalid argument {name}: block number exceeds 64 bits")
@@ -104,7 +103,7 @@ def resolve_block_number(node: NodeService, value: Any, name: str = "block") -> 
 
 
 def header_by_hash(node: NodeService, block_hash: bytes) -> Header:
-    block = node.chain.block_by_hash(block_hash)
+    block = node.block_by_hash(block_hash)
     if block is None:
         raise RpcError(SERVER_ERROR, f"header not found: no final block 0x{block_hash.hex()}")
     return block.header
@@ -113,10 +112,10 @@ def header_by_hash(node: NodeService, block_hash: bytes) -> Header:
 def state_header(node: NodeService, params: list[Any], index: int) -> Header:
     """The header whose state a state query reads (default latest)."""
     number = resolve_block_number(node, param(params, index, "block", required=False, default="latest"))
-    header = node.chain.header_by_number(number)
+    header = node.header(number)
     if header is None:
         raise RpcError(SERVER_ERROR, f"header not found: block {number} is beyond the head "
-                                     f"({node.chain.head.number})")
+                                     f"({node.head().number})")
     return header
 
 
@@ -128,12 +127,12 @@ def web3_client_version(node: NodeService, params: list[Any]) -> str:
 
 @rpc("eth_chainId")
 def eth_chain_id(node: NodeService, params: list[Any]) -> str:
-    return q(node.chain.chain_id)
+    return q(node.chain_id)
 
 
 @rpc("net_version")
 def net_version(node: NodeService, params: list[Any]) -> str:
-    return str(node.chain.chain_id)
+    return str(node.chain_id)
 
 
 @rpc("net_listening")
@@ -143,7 +142,7 @@ def net_listening(node: NodeService, params: list[Any]) -> bool:
 
 @rpc("eth_blockNumber")
 def eth_block_number(node: NodeService, params: list[Any]) -> str:
-    return q(node.chain.head.number)
+    return q(node.head().number)
 
 
 @rpc("eth_syncing")
@@ -178,12 +177,12 @@ def eth_fee_history(node: NodeService, params: list[Any]) -> dict[str, Any]:
         or percentiles != sorted(percentiles)
     ):
         raise InvalidParams("invalid argument rewardPercentiles: expected increasing numbers in [0, 100]")
-    newest = min(newest, node.chain.head.number)
+    newest = min(newest, node.head().number)
     count = max(0, min(count, 1024, newest + 1))
     oldest = newest - count + 1
     ratios = []
     for n in range(oldest, newest + 1):
-        header = node.chain.header_by_number(n)
+        header = node.header(n)
         assert header is not None
         ratios.append(header.gas_used / header.gas_limit if header.gas_limit else 0.0)
     out: dict[str, Any] = {
@@ -203,7 +202,7 @@ def eth_fee_history(node: NodeService, params: list[Any]) -> dict[str, Any]:
 def eth_get_block_by_number(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
     number = resolve_block_number(node, param(params, 0, "block"))
     full = parse_bool(param(params, 1, "hydrated", required=False, default=False), "hydrated")
-    block = node.chain.block_by_number(number)
+    block = node.block(number)
     return None if block is None else format_block(block, full)
 
 
@@ -211,19 +210,19 @@ def eth_get_block_by_number(node: NodeService, params: list[Any]) -> dict[str, A
 def eth_get_block_by_hash(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
     block_hash = parse_hash(param(params, 0, "blockHash"), "blockHash")
     full = parse_bool(param(params, 1, "hydrated", required=False, default=False), "hydrated")
-    block = node.chain.block_by_hash(block_hash)
+    block = node.block_by_hash(block_hash)
     return None if block is None else format_block(block, full)
 
 
 @rpc("eth_getBlockTransactionCountByNumber")
 def eth_get_block_tx_count_by_number(node: NodeService, params: list[Any]) -> str | None:
-    block = node.chain.block_by_number(resolve_block_number(node, param(params, 0, "block")))
+    block = node.block(resolve_block_number(node, param(params, 0, "block")))
     return None if block is None else q(len(block.transactions))
 
 
 @rpc("eth_getBlockTransactionCountByHash")
 def eth_get_block_tx_count_by_hash(node: NodeService, params: list[Any]) -> str | None:
-    block = node.chain.block_by_hash(parse_hash(param(params, 0, "blockHash"), "blockHash"))
+    block = node.block_by_hash(parse_hash(param(params, 0, "blockHash"), "blockHash"))
     return None if block is None else q(len(block.transactions))
 
 
@@ -241,16 +240,16 @@ def eth_send_raw_transaction(node: NodeService, params: list[Any]) -> str:
 @rpc("eth_getTransactionByHash")
 def eth_get_transaction_by_hash(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
     tx_hash = parse_hash(param(params, 0, "transactionHash"), "transactionHash")
-    loc = node.chain.locate_transaction(tx_hash)
+    loc = node.transaction(tx_hash)
     if loc is not None:
         return format_transaction(loc.block.transactions[loc.index], loc.block, loc.index)
-    waiting = node.pool.get(tx_hash)
+    waiting = node.pending_transaction(tx_hash)
     return None if waiting is None else format_transaction(waiting, None, None)
 
 
 @rpc("eth_getTransactionByBlockNumberAndIndex")
 def eth_get_tx_by_block_number_and_index(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
-    block = node.chain.block_by_number(resolve_block_number(node, param(params, 0, "block")))
+    block = node.block(resolve_block_number(node, param(params, 0, "block")))
     index = parse_quantity(param(params, 1, "index"), "index")
     if block is None or index >= len(block.transactions):
         return None
@@ -259,7 +258,7 @@ def eth_get_tx_by_block_number_and_index(node: NodeService, params: list[Any]) -
 
 @rpc("eth_getTransactionByBlockHashAndIndex")
 def eth_get_tx_by_block_hash_and_index(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
-    block = node.chain.block_by_hash(parse_hash(param(params, 0, "blockHash"), "blockHash"))
+    block = node.block_by_hash(parse_hash(param(params, 0, "blockHash"), "blockHash"))
     index = parse_quantity(param(params, 1, "index"), "index")
     if block is None or index >= len(block.transactions):
         return None
@@ -269,7 +268,7 @@ def eth_get_tx_by_block_hash_and_index(node: NodeService, params: list[Any]) -> 
 @rpc("eth_getTransactionReceipt")
 def eth_get_transaction_receipt(node: NodeService, params: list[Any]) -> dict[str, Any] | None:
     tx_hash = parse_hash(param(params, 0, "transactionHash"), "transactionHash")
-    loc = node.chain.locate_transaction(tx_hash)
+    loc = node.transaction(tx_hash)
     if loc is None:
         return None  # not final (yet): a receipt exists only for a final block
     return format_receipt(loc.receipt, loc.block, loc.index, loc.cumulative_before, loc.log_index_before)
@@ -277,10 +276,10 @@ def eth_get_transaction_receipt(node: NodeService, params: list[Any]) -> dict[st
 
 @rpc("eth_getBlockReceipts")
 def eth_get_block_receipts(node: NodeService, params: list[Any]) -> list[dict[str, Any]] | None:
-    block = node.chain.block_by_number(resolve_block_number(node, param(params, 0, "block")))
+    block = node.block(resolve_block_number(node, param(params, 0, "block")))
     if block is None:
         return None
-    receipts = node.chain.receipts(block.hash) or []
+    receipts = node.receipts(block.hash) or []
     out, gas_before, logs_before = [], 0, 0
     for index, receipt in enumerate(receipts):
         out.append(format_receipt(receipt, block, index, gas_before, logs_before))
@@ -296,21 +295,21 @@ def eth_get_transaction_count(node: NodeService, params: list[Any]) -> str:
     if param(params, 1, "block", required=False, default="latest") == "pending":
         return q(node.pending_nonce(address))
     header = state_header(node, params, 1)
-    return q(node.chain.executor.get_nonce(header.state_root, address))
+    return q(node.nonce(address, header))
 
 
 @rpc("eth_getBalance")
 def eth_get_balance(node: NodeService, params: list[Any]) -> str:
     address = parse_address(param(params, 0, "address"), "address")
     header = state_header(node, params, 1)
-    return q(node.chain.executor.get_balance(header.state_root, address))
+    return q(node.balance(address, header))
 
 
 @rpc("eth_getCode")
 def eth_get_code(node: NodeService, params: list[Any]) -> str:
     address = parse_address(param(params, 0, "address"), "address")
     header = state_header(node, params, 1)
-    return d(node.chain.executor.get_code(header.state_root, address))
+    return d(node.code(address, header))
 
 
 @rpc("eth_getStorageAt")
@@ -324,121 +323,53 @@ def eth_get_storage_at(node: NodeService, params: list[Any]) -> str:
     if slot >= 2**256:
         raise InvalidParams("invalid argument slot: exceeds 256 bits")
     header = state_header(node, params, 2)
-    value = node.chain.executor.get_storage(header.state_root, address, slot)
+    value = node.storage(address, slot, header)
     return d(value.to_bytes(32, "big"))
 
 
-def _call_args(node: NodeService, call: Any) -> dict[str, Any]:
+def _call_request(call: Any) -> CallRequest:
     if not isinstance(call, dict):
         raise InvalidParams("invalid argument transaction: expected an object with to, data, ...")
     data_field = call.get("input", call.get("data"))
     to = call.get("to")
-    args: dict[str, Any] = {
-        "sender": parse_address(call["from"], "transaction.from") if call.get("from") else b"\x00" * 20,
-        "to": parse_address(to, "transaction.to") if to is not None else b"",  # b"": creation
-        "data": parse_data(data_field, "transaction.input") if data_field is not None else b"",
-        "value": parse_quantity(call["value"], "transaction.value") if call.get("value") else 0,
-    }
-    if call.get("gas"):
-        args["gas"] = parse_quantity(call["gas"], "transaction.gas")
-    return args
+    return CallRequest(
+        sender=parse_address(call["from"], "transaction.from") if call.get("from") else b"\x00" * 20,
+        to=parse_address(to, "transaction.to") if to is not None else b"",  # b"": creation
+        data=parse_data(data_field, "transaction.input") if data_field is not None else b"",
+        value=parse_quantity(call["value"], "transaction.value") if call.get("value") else 0,
+        gas=parse_quantity(call["gas"], "transaction.gas") if call.get("gas") else None,
+    )
 
 
-def _env(header: Header) -> BlockEnv:
-    # A call runs as if in the block after `header`, as geth does for "latest".
-    return BlockEnv(header.number + 1, header.timestamp, header.coinbase, header.gas_limit, header.mix_hash)
-
-
-def _at_head(node: NodeService, params: list[Any], header: Header, run: Callable[[Header], T]) -> T:
-    """Run a state query; when it was asked of the latest block and a new block became the
-    head during the call (native chaincode keeps the head's state only and refuses a call
-    that saw the head move), run it again on the new head rather than fail the client."""
-    tag = param(params, 1, "block", required=False, default="latest")
-    for _ in range(_HEAD_RETRIES):
-        try:
-            return run(header)
-        except StaleChaincodeState:
-            if tag not in ("latest", "pending", "safe", "finalized"):
-                raise
-            # The chaincode state of the next block is written and its header becomes
-            # the head a moment later (after the batch's fsync): wait for that moment.
-            if node.chain.head.number == header.number and not node.wait_for_block(header.number, _HEAD_WAIT):
-                raise
-            header = node.chain.head
-    return run(header)
-
-
-_HEAD_RETRIES = 4
-_HEAD_WAIT = 2.0  # seconds: a commit in flight takes milliseconds
-
-
-def _gas_cap(node: NodeService, asked: int) -> int:
-    """The gas a call may use: what it asks for, at most `rpc_gas_cap` (as geth caps a
-    call's gas at its RPCGasCap)."""
-    cap = node.config.rpc_gas_cap
-    return min(asked, cap) if cap else asked
-
-
-def _deadline(node: NodeService) -> float | None:
-    """When a call must stop (`rpc_evm_timeout` from now; None: no limit)."""
-    timeout = node.config.rpc_evm_timeout
-    return time.monotonic() + timeout if timeout else None
-
-
-@contextlib.contextmanager
-def _call_budgets(node: NodeService, asked: int) -> Iterator[None]:
-    """A call past its deadline answers as geth's does, naming the setting; a call that
-    failed with its gas capped says so."""
-    try:
-        yield
-    except CallTimeout:
-        raise RpcError(SERVER_ERROR, f"execution aborted (timeout = {node.config.rpc_evm_timeout:g}s): "
-                                     "the call ran longer than this node allows for one eth_call or "
-                                     "eth_estimateGas ([limits] rpc_evm_timeout)") from None
-    except (Reverted, StaleChaincodeState):
-        raise
-    except ExecutionError as exc:
-        cap = _gas_cap(node, asked)
-        if cap < asked:
-            raise RpcError(SERVER_ERROR, f"{exc} (with {cap} gas: this node caps the gas of one eth_call "
-                                         "or eth_estimateGas, [limits] rpc_gas_cap)") from None
-        raise
+def _follows_head(params: list[Any]) -> bool:
+    """Whether a call was asked of the latest block (so it may run again on a new head)."""
+    return param(params, 1, "block", required=False, default="latest") in ("latest", "pending", "safe", "finalized")
 
 
 @rpc("eth_call")
 def eth_call(node: NodeService, params: list[Any]) -> str:
-    args = _call_args(node, param(params, 0, "transaction"))
+    request = _call_request(param(params, 0, "transaction"))
     header = state_header(node, params, 1)
-    gas = args.pop("gas", None)
-    if gas is not None and gas > header.gas_limit:
-        raise InvalidParams(f"invalid argument transaction.gas: {gas} exceeds the block gas limit {header.gas_limit}")
-    asked = header.gas_limit if gas is None else gas  # geth: the block gas limit by default
-    deadline = _deadline(node)
-    with _call_budgets(node, asked):
-        result = _at_head(node, params, header, lambda h: node.chain.executor.call(
-            h.state_root, _env(h), gas=_gas_cap(node, asked), deadline=deadline, **args))
-    return d(result.output)
+    if request.gas is not None and request.gas > header.gas_limit:
+        raise InvalidParams(f"invalid argument transaction.gas: {request.gas} exceeds the block gas limit "
+                            f"{header.gas_limit}")
+    return d(node.call(request, header, follow_head=_follows_head(params)))
 
 
 @rpc("eth_estimateGas")
 def eth_estimate_gas(node: NodeService, params: list[Any]) -> str:
-    args = _call_args(node, param(params, 0, "transaction"))
+    request = _call_request(param(params, 0, "transaction"))
     header = state_header(node, params, 1)
-    gas = args.pop("gas", None)
-    asked = min(gas or header.gas_limit, header.gas_limit)  # no more than a block can hold
-    deadline = _deadline(node)
-    with _call_budgets(node, asked):
-        return q(_at_head(node, params, header, lambda h: node.chain.executor.estimate_gas(
-            h.state_root, _env(h), cap=_gas_cap(node, asked), deadline=deadline, **args)))
+    return q(node.estimate_gas(request, header, follow_head=_follows_head(params)))
 
 
 # -- logs ----------------------------------------------------------------------------------
-def _topic_filter(topics: Any, limit: int) -> list[set[bytes] | None]:
+def _topic_filter(topics: Any, limit: int) -> tuple[frozenset[bytes] | None, ...]:
     if topics is None:
-        return []
+        return ()
     if not isinstance(topics, list) or len(topics) > 4:
         raise InvalidParams("invalid argument filter.topics: expected a list of at most 4 entries")
-    out: list[set[bytes] | None] = []
+    out: list[frozenset[bytes] | None] = []
     for i, entry in enumerate(topics):
         if entry is None:
             out.append(None)
@@ -446,10 +377,10 @@ def _topic_filter(topics: Any, limit: int) -> list[set[bytes] | None]:
             if len(entry) > limit:
                 raise InvalidParams(f"invalid argument filter.topics[{i}]: {len(entry)} alternatives, "
                                     f"the limit is {limit} per position ([limits] max_logs_topics)")
-            out.append({parse_hash(t, f"filter.topics[{i}]") for t in entry} or None)
+            out.append(frozenset(parse_hash(t, f"filter.topics[{i}]") for t in entry) or None)
         else:
-            out.append({parse_hash(entry, f"filter.topics[{i}]")})
-    return out
+            out.append(frozenset({parse_hash(entry, f"filter.topics[{i}]")}))
+    return tuple(out)
 
 
 @rpc("eth_getLogs")
@@ -458,6 +389,7 @@ def eth_get_logs(node: NodeService, params: list[Any]) -> list[dict[str, Any]]:
     if not isinstance(flt, dict):
         raise InvalidParams("invalid argument filter: expected an object")
     addresses_param = flt.get("address")
+    addresses: frozenset[bytes] | None
     if addresses_param is None:
         addresses = None
     elif isinstance(addresses_param, list):
@@ -465,71 +397,26 @@ def eth_get_logs(node: NodeService, params: list[Any]) -> list[dict[str, Any]]:
         if len(addresses_param) > limit:
             raise InvalidParams(f"invalid argument filter.address: {len(addresses_param)} addresses, "
                                 f"the limit is {limit} ([limits] max_logs_addresses)")
-        addresses = {parse_address(a, "filter.address") for a in addresses_param}
+        addresses = frozenset(parse_address(a, "filter.address") for a in addresses_param)
     else:
-        addresses = {parse_address(addresses_param, "filter.address")}
+        addresses = frozenset({parse_address(addresses_param, "filter.address")})
     topics = _topic_filter(flt.get("topics"), node.config.max_logs_topics)
     if flt.get("blockHash") is not None:
         if flt.get("fromBlock") is not None or flt.get("toBlock") is not None:
             raise InvalidParams("invalid argument filter: blockHash cannot be combined with fromBlock/toBlock")
-        block = node.chain.block_by_hash(parse_hash(flt["blockHash"], "filter.blockHash"))
-        if block is None:
-            raise RpcError(SERVER_ERROR, "unknown block: no final block with that hash")
-        numbers = range(block.number, block.number + 1)
+        query = LogFilter(addresses, topics, block_hash=parse_hash(flt["blockHash"], "filter.blockHash"))
     else:
-        head = node.chain.head.number
         start = resolve_block_number(node, flt.get("fromBlock") or "latest", "filter.fromBlock")
-        end = min(resolve_block_number(node, flt.get("toBlock") or "latest", "filter.toBlock"), head)
-        if start > end:
-            return []
-        if end - start + 1 > node.config.max_logs_block_range:
-            raise RpcError(SERVER_ERROR, f"block range too large: {end - start + 1} blocks, "
-                                         f"the limit is {node.config.max_logs_block_range}")
-        numbers = range(start, end + 1)
-    out: list[dict[str, Any]] = []
-    for number in numbers:
-        header = node.chain.header_by_number(number)
-        if header is None or not _bloom_may_match(header.logs_bloom, addresses, topics):
-            continue
-        block = node.chain.block_by_number(number)
-        receipts = node.chain.receipts(block.hash) if block else None
-        if block is None or receipts is None:
-            continue
-        log_index = 0
-        for tx_index, receipt in enumerate(receipts):
-            for log in receipt.logs:
-                if _log_matches(log.address, log.topics, addresses, topics):
-                    out.append(format_log(log, block, block.transactions[tx_index], tx_index, log_index))
-                    if len(out) > node.config.max_logs_results:
-                        raise RpcError(SERVER_ERROR, f"query returned more than {node.config.max_logs_results} "
-                                                     "results; narrow the block range or the filter")
-                log_index += 1
-    return out
-
-
-def _log_matches(address: bytes, log_topics: tuple[bytes, ...], addresses: set[bytes] | None,
-                 topics: list[set[bytes] | None]) -> bool:
-    if addresses is not None and address not in addresses:
-        return False
-    if len(topics) > len(log_topics):
-        return False
-    return all(want is None or log_topics[i] in want for i, want in enumerate(topics))
-
-
-def _bloom_may_match(bloom: bytes, addresses: set[bytes] | None, topics: list[set[bytes] | None]) -> bool:
-    from eth_bloom.bloom import BloomFilter
-
-    f = BloomFilter(int.from_bytes(bloom, "big"))
-    if addresses is not None and not any(a in f for a in addresses):
-        return False
-    return all(want is None or any(t in f for t in want) for want in topics)
+        end = resolve_block_number(node, flt.get("toBlock") or "latest", "filter.toBlock")
+        query = LogFilter(addresses, topics, from_block=start, to_block=end)
+    return [format_log(m.log, m.block, m.transaction, m.tx_index, m.log_index) for m in node.logs(query)]
 
 
 # -- QBFT ----------------------------------------------------------------------------------
 @rpc("qbft_getValidatorsByBlockNumber")
 def qbft_get_validators_by_block_number(node: NodeService, params: list[Any]) -> list[str]:
     number = resolve_block_number(node, param(params, 0, "block"))
-    header = node.chain.header_by_number(number)
+    header = node.header(number)
     if header is None:
         raise RpcError(SERVER_ERROR, f"header not found: block {number} is beyond the head")
     return [d(v) for v in header.extra.validators]

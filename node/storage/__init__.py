@@ -1,9 +1,9 @@
 """Key-value storage layer: the bottom of the node's persistence stack.
 
-The chain database, state trie and txpool journal all store raw `bytes` in a
-`KeyValueStore` (see `node.storage.base` for the full contract): ordered keys,
-prefix iteration over a consistent snapshot, and atomic, optionally fsynced
-write batches. Backends:
+The chain database (`chain_store`), the consensus write-ahead log (`wal`), the EVM
+state and the native chaincode state all store raw `bytes` in one `KeyValueStore`
+(see `node.storage.base` for the full contract): ordered keys, prefix iteration over
+a consistent snapshot, and atomic, optionally fsynced write batches. Backends:
 
 * `MemoryStore` - in-process, nothing persisted; for tests and dev chains.
 * `LevelDBStore` - LevelDB via plyvel; the production backend.

@@ -9,8 +9,13 @@ Keyspaces (one-byte prefixes):
     T tx hash         → RLP([block hash, index])
     s …               → EVM state: trie nodes and contract code (node.execution.evm)
     c …               → native chaincode state (chaincode_py)
-    W …               → consensus records (QBFT write-ahead log, signer guard)
+    W tally hash      → the validator vote tally after a block
+    W wal …           → the QBFT write-ahead log (signed messages, prepared certificates):
+                        node.storage.wal
     M name            → metadata: head hash, genesis hash, genesis config
+
+Every keyspace's prefix is declared here, so that no two can collide; a new one (the
+regulator's indexes) is added here with its functions.
 
 A block, its receipts, its indexes, its state writes and the new head are written in one
 atomic batch with fsync (`save_block`): after a crash the database holds the block
@@ -34,7 +39,8 @@ BODY = b"B"
 RECEIPTS = b"R"
 CANONICAL = b"N"
 TX_INDEX = b"T"
-CHAINCODE = b"c"
+STATE = b"s"  # the EVM's trie nodes and code, keyed by hash (node.execution.evm)
+CHAINCODE = b"c"  # the native chaincode's state (the chaincode host)
 CONSENSUS = b"W"
 META = b"M"
 

@@ -35,8 +35,10 @@ they were recomputed; a proof against those roots (a receipt, an account) is as 
 the quorum's word. It also cannot tell that a header is the latest one (a server may
 withhold newer blocks), and it says nothing about timestamps beyond what was sealed.
 
-`verify_header` is the one function the SDK reuses; `verify_final_header` checks the
-seals of one header against a set the caller already trusts (nodes, receipt proofs).
+`verify_header` walks a chain of headers (the SDK's anchor verifier); `verify_final_header`
+checks the seals of one header against a set the caller already trusts (receipt proofs).
+`seal_quorum_problem` is the seal-quorum rule both use, and the node's consensus uses it
+for a final block from sync (`node.consensus.qbft`).
 Every rejection raises `LightClientError` (an `InvalidBlock`) with a reason naming the
 block and what is wrong.
 """
@@ -56,6 +58,7 @@ __all__ = [
     "LightClientError",
     "TrustedState",
     "quorum",
+    "seal_quorum_problem",
     "validators_commitment",
     "verify_chain",
     "verify_final_header",
@@ -170,34 +173,43 @@ class TrustedState:
         return cls(height, block_hash, validators_commitment(ordered), ordered)
 
 
-def _check_seals(header: Header, extra: QbftExtra, validators: Iterable[bytes]) -> None:
-    number = header.number
+def seal_quorum_problem(header: Header, validators: Iterable[bytes]) -> str | None:
+    """Why `header` is not final for `validators`, or None when it is: its commit seals
+    must each recover (a secp256k1 signature over `seal_hash(header)`, r and s in range)
+    to a member of `validators`, no member twice, and at least quorum(n) of them.
+
+    This is the one seal-quorum rule: the light client (`verify_header`,
+    `verify_final_header`) and the node's consensus (a final block from sync) both use
+    it. `header.extra` must decode (callers decode it first: `InvalidBlock` otherwise).
+    """
     members = frozenset(validators)
     if not members:
-        raise LightClientError(f"block {number}: the validator set is empty")
+        return "the validator set is empty"
     digest = seal_hash(header)
     seen: set[bytes] = set()
-    for i, seal in enumerate(extra.seals):
+    for i, seal in enumerate(header.extra.seals):
         try:
             v, r, s = decode_signature(seal)
             if not 0 < r < SECP256K1_N or not 0 < s < SECP256K1_N:
                 raise ValueError("r and s must be in [1, n - 1]")
             signer = recover_address(digest, v, r, s)
         except Exception as exc:  # eth-keys raises several types for an unrecoverable seal
-            raise LightClientError(f"block {number}: seal {i} is malformed: {exc}") from exc
+            return f"seal {i} is malformed: {exc}"
         if signer not in members:
-            raise LightClientError(
-                f"block {number}: seal {i} is signed by {_hex(signer)} which is not a validator"
-            )
+            return f"seal {i} is signed by {_hex(signer)} which is not a validator"
         if signer in seen:
-            raise LightClientError(f"block {number}: duplicate seal from {_hex(signer)}")
+            return f"duplicate seal from {_hex(signer)}"
         seen.add(signer)
     required = quorum(len(members))
     if len(seen) < required:
-        raise LightClientError(
-            f"block {number}: {len(seen)} valid seals, {required} required "
-            f"(quorum of {len(members)})"
-        )
+        return f"{len(seen)} valid seals, {required} required (quorum of {len(members)})"
+    return None
+
+
+def _check_seals(header: Header, validators: Iterable[bytes]) -> None:
+    problem = seal_quorum_problem(header, validators)
+    if problem is not None:
+        raise LightClientError(f"block {header.number}: {problem}")
 
 
 def verify_final_header(validators: Sequence[bytes], header: Header) -> None:
@@ -206,7 +218,8 @@ def verify_final_header(validators: Sequence[bytes], header: Header) -> None:
     The caller vouches for `validators` being the set in force at the header's height;
     the header's own validator list is not consulted.
     """
-    _check_seals(header, _decode(header), validators)
+    _decode(header)
+    _check_seals(header, validators)
 
 
 def verify_header(trusted: TrustedState, header: Header) -> TrustedState:
@@ -228,7 +241,7 @@ def verify_header(trusted: TrustedState, header: Header) -> TrustedState:
         raise LightClientError(
             f"block {number}: validator set does not match the trusted commitment"
         )
-    _check_seals(header, extra, extra.validators)
+    _check_seals(header, extra.validators)
     return TrustedState(number, block_hash(header), extra.vanity, _known_next_set(extra))
 
 

@@ -25,8 +25,9 @@ from node.consensus.messages import (
 )
 from node.consensus.qbft import QbftConfig, QbftNode
 from node.genesis import GenesisConfig, derive_dev_key, dev_accounts, dev_genesis, dev_validator_key
-from node.runtime import WAL_PREFIX, ConsensusRuntime, Gathering, load_wal
+from node.runtime import ConsensusRuntime, Gathering, load_wal
 from node.service import NodeService
+from node.storage.wal import WAL_PREFIX
 from rxledger.core.crypto import encode_signature, private_key_to_address, sign_hash
 from rxledger.core.types import recover_seal_signers
 from rxledger.core.types.headers import seal_hash

@@ -121,11 +121,10 @@ def test_a_failure_applying_a_decided_block_still_stops_consensus(service, caplo
 def test_a_corrupt_wal_record_is_refused_at_start_naming_it(service, kind) -> None:
     from node.consensus.messages import InvalidMessage
     from node.consensus.qbft import WalRecord
-    from node.runtime import _wal_key
+    from node.storage.wal import WalEntry, save_wal
 
     record = WalRecord(kind, 1, 0, 1, b"\xf8\x05\x01")
-    with service.store.batch(sync=True) as batch:
-        batch.put(_wal_key(record, 0), record.data)
+    save_wal(service.store, [WalEntry(record.kind, record.height, record.round, record.step, record.data)])
     with pytest.raises(InvalidMessage, match=f"WAL record \\({kind}, h1 r0\\) is corrupt"):
         service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
 

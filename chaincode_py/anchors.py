@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from chaincode_py import governance
 from chaincode_py.api import ZERO32, Chaincode, Context, abi
-from node.execution.chaincode import ANCHOR_REGISTRY, GOVERNANCE
+from rxledger.core.addresses import ANCHOR_REGISTRY, GOVERNANCE
 
 
 def _key(root: bytes) -> bytes:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chaincode_py.api import ZERO32, ZERO_ADDRESS, Chaincode, Context, Layout, abi
-from node.execution.chaincode import GOVERNANCE
+from rxledger.core.addresses import GOVERNANCE
 
 # Organisation kinds.
 HOSPITAL, PHARMACY, REGULATOR = 1, 2, 3

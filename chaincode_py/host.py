@@ -38,16 +38,11 @@ from chaincode_py.genesis import GenesisError, governance_arguments
 from chaincode_py.governance import Governance
 from chaincode_py.governance import is_enrolled as governance_is_enrolled
 from chaincode_py.prescriptions import PrescriptionRegistry
-from node.execution.chaincode import (
-    GOVERNANCE,
-    BlockInfo,
-    ChaincodeCall,
-    ChaincodeResult,
-    StaleChaincodeState,
-)
+from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeResult, StaleChaincodeState
 from node.genesis import GenesisConfig
 from node.storage.base import KeyValueStore
 from node.storage.chain_store import CHAINCODE
+from rxledger.core.addresses import GOVERNANCE
 from rxledger.core.crypto import keccak256
 from rxledger.core.types.rlp_codec import rlp_bytes, rlp_list
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from chaincode_py import governance
 from chaincode_py.api import ZERO32, Chaincode, Context, Layout, abi
-from node.execution.chaincode import GOVERNANCE, PRESCRIPTION_REGISTRY
+from rxledger.core.addresses import GOVERNANCE, PRESCRIPTION_REGISTRY
 
 NONE, DRAFT, ACTIVE, ON_HOLD, COMPLETED, CANCELLED, STOPPED, ENTERED_IN_ERROR = range(8)
 

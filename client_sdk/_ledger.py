@@ -19,6 +19,7 @@ from eth_utils.crypto import keccak
 
 from client_sdk._errors import ClientError, NotFinal, NotFound, Refused, RpcError
 from client_sdk._rpc import Call, Flow, Sleep
+from rxledger.core import addresses as _addresses
 from rxledger.core.artifacts import load_artifact
 
 __all__ = [
@@ -35,10 +36,11 @@ __all__ = [
 
 METHOD_NOT_FOUND = -32601
 
-# INTERFACES.md: the reserved addresses of the native chaincodes, the same on every chain.
-PRESCRIPTION_REGISTRY = "0x0000000000000000000000000000000000001001"
-GOVERNANCE = "0x0000000000000000000000000000000000001002"
-ANCHOR_REGISTRY = "0x0000000000000000000000000000000000001003"
+# INTERFACES.md: the reserved addresses of the native chaincodes, the same on every chain
+# (rxledger.core.addresses, shared with the node), as the 0x-hex the JSON-RPC speaks.
+PRESCRIPTION_REGISTRY = "0x" + _addresses.PRESCRIPTION_REGISTRY.hex()
+GOVERNANCE = "0x" + _addresses.GOVERNANCE.hex()
+ANCHOR_REGISTRY = "0x" + _addresses.ANCHOR_REGISTRY.hex()
 
 
 def _abi_type(param: dict[str, Any]) -> str:

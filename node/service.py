@@ -28,7 +28,7 @@ from eth_bloom.bloom import BloomFilter
 from node.chain import Chain, ChaincodeFactory, TxLocation
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.execution.chaincode import GOVERNANCE, ChaincodeHost, StaleChaincodeState
+from node.execution.chaincode import ChaincodeHost, StaleChaincodeState
 from node.execution.executor import BlockEnv, CallTimeout
 from node.genesis import GenesisConfig
 from node.p2p.allowlist import governance_org_ids, org_id
@@ -36,6 +36,7 @@ from node.runtime import ConsensusRuntime, Gathering, Transport
 from node.storage import open_store
 from node.storage.base import KeyValueStore
 from node.txpool.pool import TxPool
+from rxledger.core.addresses import GOVERNANCE
 from rxledger.core.crypto import private_key_to_address
 from rxledger.core.errors import ExecutionError, NodeError, Reverted, StorageError, TxPoolRefused
 from rxledger.core.types.blocks import Block

@@ -22,15 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from rxledger.core.addresses import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY
 from rxledger.core.errors import ExecutionError
 from rxledger.core.types.receipts import Log
 
 if TYPE_CHECKING:
     from node.genesis import GenesisConfig
 
-PRESCRIPTION_REGISTRY = bytes.fromhex("0000000000000000000000000000000000001001")
-GOVERNANCE = bytes.fromhex("0000000000000000000000000000000000001002")
-ANCHOR_REGISTRY = bytes.fromhex("0000000000000000000000000000000000001003")
 RESERVED_ADDRESSES = (PRESCRIPTION_REGISTRY, GOVERNANCE, ANCHOR_REGISTRY)
 # Code placed at a host's addresses in genesis, never run (the precompile entry answers
 # first): it makes EXTCODESIZE non-zero, which Solidity checks before a high-level call to

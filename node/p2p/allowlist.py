@@ -33,8 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from node.execution.chaincode import GOVERNANCE
 from node.genesis import GenesisConfig
+from rxledger.core.addresses import GOVERNANCE
 from rxledger.core.crypto import keccak256
 
 log = logging.getLogger("rxledger.p2p")

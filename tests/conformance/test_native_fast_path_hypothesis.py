@@ -37,9 +37,9 @@ from hypothesis import strategies as st
 
 from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
-from node.execution.chaincode import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
 from node.storage import MemoryStore
+from rxledger.core.addresses import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY
 from rxledger.core.crypto import keccak256, private_key_to_address, sign_hash
 from rxledger.core.types import decode_transaction
 from rxledger.core.types.transactions import (

@@ -31,11 +31,11 @@ from network.genesis import make_genesis
 from network.pki import issue_node_cert, make_org_ca
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.execution.chaincode import GOVERNANCE
 from node.genesis import DEV_ORGS, derive_dev_key, dev_accounts
 from node.p2p import P2PConfig, P2PService, P2PTransport, PeerInfo, TlsIdentity
 from node.p2p.allowlist import AllowedPeer, ConsortiumAllowlist, follow_governance
 from node.service import NodeService
+from rxledger.core.addresses import GOVERNANCE
 from rxledger.core.crypto import keccak256, private_key_to_address
 
 CHAIN_ID = 2024

@@ -15,14 +15,10 @@ from eth_utils import keccak, to_checksum_address
 from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
 from node.consensus.validators import apply_votes, quorum, validators_commitment
-from node.execution.chaincode import (
-    PRESCRIPTION_REGISTRY,
-    BlockInfo,
-    ChaincodeCall,
-    ChaincodeResult,
-)
+from node.execution.chaincode import BlockInfo, ChaincodeCall, ChaincodeResult
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key
 from node.storage import LevelDBStore, MemoryStore
+from rxledger.core.addresses import PRESCRIPTION_REGISTRY
 from rxledger.core.artifacts import load_artifact
 from rxledger.core.crypto import private_key_to_address
 from rxledger.core.errors import ExecutionError, InvalidBlock, NodeError, Reverted

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import pytest
 
+from chaincode_py import NativeChaincodeHost
 from node.chain import Chain
 from node.consensus.qbft import QbftConfig, QbftNode
 from node.genesis import GenesisConfig, derive_dev_key, dev_genesis
@@ -32,7 +33,7 @@ def genesis() -> GenesisConfig:
 
 
 def unsealed() -> tuple[Chain, Block]:
-    chain = Chain(MemoryStore(), genesis())
+    chain = Chain(MemoryStore(), genesis(), NativeChaincodeHost)
     block, _ = chain.build_block([], timestamp=chain.head.timestamp + 1, proposer=ADDRESSES[0], round=0)
     return chain, block
 

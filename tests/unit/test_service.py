@@ -19,11 +19,13 @@ from eth_abi import decode, encode
 from eth_account import Account
 
 import node
+from chaincode_py import NativeChaincodeHost
 from node.config import NodeConfig
 from node.consensus.qbft import QbftConfig
-from node.execution.chaincode import ANCHOR_REGISTRY, PLACEHOLDER_CODE, StaleChaincodeState
+from node.execution.chaincode import PLACEHOLDER_CODE, StaleChaincodeState
 from node.genesis import GenesisConfig, dev_accounts, dev_genesis, dev_validator_key
 from node.service import CallRequest, LogFilter, NodeService
+from rxledger.core.addresses import ANCHOR_REGISTRY
 from rxledger.core.crypto import keccak256
 from rxledger.core.errors import ExecutionError, NodeError, Reverted
 
@@ -55,7 +57,7 @@ def anchor_tx(nonce: int) -> bytes:
 
 def start(tmp_path: Path, **limits: Any) -> tuple[NodeService, list[bytes]]:
     service = NodeService(NodeConfig(data_dir=tmp_path, dev=True, **limits), genesis(),
-                          validator_key=dev_validator_key())
+                          validator_key=dev_validator_key(), chaincode=NativeChaincodeHost)
     service.start_consensus(QbftConfig(block_period=0, empty_block_period=None))
     hashes = []
     for nonce in range(ANCHORS):  # one at a time: one block each

@@ -33,10 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "contracts"))
 from solidity_harness import PROPOSER, TX_GAS, Contract, EvmHarness, TxResult  # noqa: E402
 
 from node.chain import Chain  # noqa: E402
-from node.execution.chaincode import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY  # noqa: E402
 from node.execution.executor import decode_revert_reason  # noqa: E402
 from node.genesis import GenesisConfig  # noqa: E402
 from node.storage import MemoryStore  # noqa: E402
+from rxledger.core.addresses import (
+    ANCHOR_REGISTRY,
+    GOVERNANCE,
+    PRESCRIPTION_REGISTRY,  # noqa: E402
+)
 from rxledger.core.errors import Reverted  # noqa: E402
 from rxledger.core.types import Log  # noqa: E402
 

@@ -20,20 +20,13 @@ from solidity_harness import PROPOSER, Abi  # noqa: E402
 from chaincode_py import NativeChaincodeHost, StaleChaincodeState, block_commitment  # noqa: E402
 from chaincode_py.host import COMMITMENT_KEY  # noqa: E402
 from node.chain import Chain  # noqa: E402
-from node.execution.chaincode import (  # noqa: E402
-    ANCHOR_REGISTRY,
-    GOVERNANCE,
-    PLACEHOLDER_CODE,
-    PRESCRIPTION_REGISTRY,
-    BlockInfo,
-    ChaincodeCall,
-    NoChaincode,
-)
+from node.execution.chaincode import PLACEHOLDER_CODE, BlockInfo, ChaincodeCall, NoChaincode  # noqa: E402
 from node.execution.executor import CHAINCODE_ROOT_ADDRESS  # noqa: E402
 from node.genesis import dev_accounts, dev_genesis, dev_validator_key  # noqa: E402
 from node.storage import MemoryStore  # noqa: E402
 from node.storage.chain_store import CHAINCODE  # noqa: E402
 from node.storage.leveldb import LevelDBStore  # noqa: E402
+from rxledger.core.addresses import ANCHOR_REGISTRY, GOVERNANCE, PRESCRIPTION_REGISTRY  # noqa: E402
 from rxledger.core.artifacts import load_artifact  # noqa: E402
 from rxledger.core.crypto import private_key_to_address  # noqa: E402
 from rxledger.core.errors import InvalidBlock, NodeError, Reverted  # noqa: E402

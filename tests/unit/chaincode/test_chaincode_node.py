@@ -21,7 +21,6 @@ from solidity_harness import PROPOSER, Abi  # noqa: E402
 
 from chaincode_py.genesis import GenesisError  # noqa: E402
 from node.chain import Chain  # noqa: E402
-from node.execution.chaincode import GOVERNANCE, PRESCRIPTION_REGISTRY  # noqa: E402
 from node.genesis import (  # noqa: E402
     DEV_ORGS,
     Enrolment,
@@ -33,6 +32,10 @@ from node.genesis import (  # noqa: E402
 )
 from node.storage import MemoryStore  # noqa: E402
 from node.txpool import TxPool  # noqa: E402
+from rxledger.core.addresses import (
+    GOVERNANCE,
+    PRESCRIPTION_REGISTRY,  # noqa: E402
+)
 from rxledger.core.artifacts import load_artifact  # noqa: E402
 from rxledger.core.errors import TxPoolRefused  # noqa: E402
 from rxledger.core.types import decode_transaction  # noqa: E402

@@ -154,12 +154,24 @@ def _is_web3(obj: Any, cls_name: str) -> bool:
     return any(c.__name__ == cls_name and c.__module__.startswith("web3") for c in type(obj).__mro__)
 
 
+def _same_chain(rpc: Rpc | AsyncRpc, chain_id: int | None) -> None:
+    """A caller's `chain_id` applies to an `Rpc` it made too: checked on its first request,
+    or refused at once when the `Rpc` was made for another chain."""
+    if chain_id is None:
+        return
+    if rpc.chain_id is None:
+        rpc._expect_chain(chain_id)
+    elif rpc.chain_id != chain_id:
+        raise ValueError(f"the connection was made for chain {rpc.chain_id}, not chain {chain_id}")
+
+
 def connect(rpc: Any, *, chain_id: int | None = None) -> Rpc:
     """The blocking driver for what a caller passed as the connection: a URL (the SDK's
     own client), an `Rpc` (as it is) or a `web3.Web3`."""
     if isinstance(rpc, str):
         return Rpc(rpc, chain_id=chain_id)
     if isinstance(rpc, Rpc):
+        _same_chain(rpc, chain_id)
         return rpc
     if _is_web3(rpc, "Web3"):
         return Web3Rpc(rpc, chain_id=chain_id)
@@ -171,6 +183,7 @@ def connect_async(rpc: Any, *, chain_id: int | None = None) -> AsyncRpc:
     if isinstance(rpc, str):
         return AsyncRpc(rpc, chain_id=chain_id)
     if isinstance(rpc, AsyncRpc):
+        _same_chain(rpc, chain_id)
         return rpc
     if _is_web3(rpc, "AsyncWeb3"):
         return AsyncWeb3Rpc(rpc, chain_id=chain_id)

@@ -1,5 +1,5 @@
 """RxLedger: a permissioned QBFT blockchain node for electronic prescriptions."""
 
-from rxledger import __version__
+from rxledger.core import __version__
 
 __all__ = ["__version__"]

@@ -20,11 +20,13 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.chain import ChaincodeFactory
 from node.config import DEFAULT_DEV_DATA_DIR, DEFAULT_RPC_PORT, NodeConfig
-from node.execution.chaincode import ChaincodeHost
+
+if TYPE_CHECKING:  # the chain and py-evm load when a node starts, not for `--help`
+    from node.chain import ChaincodeFactory
+    from node.execution.chaincode import ChaincodeHost
 
 
 def port_arg(value: str) -> int:

@@ -154,6 +154,13 @@ def _server_class() -> type:
     return Server
 
 
+def _dial_url(host: str, port: int) -> str:
+    """The URL a client on this machine dials for a server bound to `host`: a wildcard
+    address becomes loopback, an IPv6 address is bracketed."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def write_trust_file(service: NodeService, setup: NodeSetup, rpc_port: int) -> Path:
     """Write the dev chain's `network.json` into its data dir (atomically: temp file and
     rename), in the format of `network init`'s (INTERFACES.md); `rpc_port` is the port
@@ -166,7 +173,7 @@ def write_trust_file(service: NodeService, setup: NodeSetup, rpc_port: int) -> P
     body = network_json(
         chain_id=chain.chain_id, genesis_hash=chain.genesis_hash,
         nodes=[{"name": config.node_name, "org": org, "kind": kind, "role": "validator",
-                "rpc": f"http://{config.rpc_host}:{rpc_port}", "p2p": None,
+                "rpc": _dial_url(config.rpc_host, rpc_port), "p2p": None,
                 "validator": validator, "address": validator,
                 "dataDir": str(config.data_dir), "config": None}],
         accounts=[(a.org, a.role, a.address, a.private_key) for a in dev_accounts()],

@@ -4,4 +4,6 @@ This top-level package holds the console entry (`rxledger.cli`) and the dependen
 core (`rxledger.core`) that the node and the client SDK share.
 """
 
-__version__ = "0.1.0"
+from rxledger.core import __version__
+
+__all__ = ["__version__"]

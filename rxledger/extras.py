@@ -28,6 +28,7 @@ def missing_node_modules() -> list[str]:
 
 def require_node_extra() -> None:
     """Return if the `node` extra is installed; otherwise print one line and exit 1."""
-    if missing_node_modules():
-        print(f"rxledger: {NODE_EXTRA_MESSAGE}", file=sys.stderr)
+    missing = missing_node_modules()
+    if missing:
+        print(f"rxledger: {NODE_EXTRA_MESSAGE} (missing: {', '.join(missing)})", file=sys.stderr)
         raise SystemExit(1)

@@ -6,3 +6,5 @@ keccak and secp256k1 (`crypto`), the error tree (`errors`), the light client's r
 contract artifacts (`artifacts`). It imports nothing of the node, the chaincode, the
 SDK or the network tools, and needs neither py-evm nor plyvel.
 """
+
+__version__ = "0.1.0"  # the one version: the wheel, `rxledger --version`, web3_clientVersion

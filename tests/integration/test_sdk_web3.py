@@ -31,6 +31,7 @@ from client_sdk import (
     Pharmacy,
     Refused,
     Regulator,
+    Rpc,
     TransportError,
     Trust,
     verify_receipt,
@@ -184,6 +185,12 @@ def test_a_web3_of_another_chain_is_refused_with_a_clear_error(dev_node: DevNode
     Regulator(dev_node.url, chain_id=CHAIN_ID).issued(prescriber=AUDITOR.address)
     with pytest.raises(ClientError, match=f"chain {CHAIN_ID}, not chain {wrong}"):
         Regulator(dev_node.url, chain_id=wrong).issued(prescriber=AUDITOR.address)
+    # A caller's own Rpc is held to the chain id too: checked on its first request, or
+    # refused at once when it was made for another chain.
+    with pytest.raises(ClientError, match=f"chain {CHAIN_ID}, not chain {wrong}"):
+        Regulator(Rpc(dev_node.url), chain_id=wrong).issued(prescriber=AUDITOR.address)
+    with pytest.raises(ValueError, match=f"made for chain {CHAIN_ID}, not chain {wrong}"):
+        Regulator(Rpc(dev_node.url, chain_id=CHAIN_ID), chain_id=wrong)
 
 
 def test_a_web3_without_a_signer_or_a_node_is_refused_with_a_clear_error(dev_node: DevNode) -> None:

@@ -33,5 +33,5 @@ def test_without_a_module_of_the_extra_the_guard_says_one_line_and_exits_1(
     with pytest.raises(SystemExit) as exit_:
         require_node_extra()
     assert exit_.value.code == 1
-    assert capsys.readouterr() == ("", f"rxledger: {NODE_EXTRA_MESSAGE}\n")
+    assert capsys.readouterr() == ("", f"rxledger: {NODE_EXTRA_MESSAGE} (missing: {module})\n")
     assert NODE_EXTRA_MESSAGE == "the node is not installed: pip install 'rxledger[node]'"

@@ -1,26 +1,8 @@
-"""`genesis.json`: a consortium's `node.genesis.GenesisConfig` on disk.
+"""`genesis.json`: a consortium's `node.genesis.GenesisConfig` on disk, written here.
 
-The file holds exactly the fields of `GenesisConfig` (so `GenesisConfig.decode` reads it
-too), pretty-printed:
-
-    {"chain_id": 2024,
-     "validators": ["0x…", …],                       # the org nodes' addresses
-     "enrolments": [{"address": "0x…", "org": "hospital-a", "role": "prescriber"}, …],
-     "gas_limit": 30000000, "timestamp": 1700000000,
-     "balances": [["0x…", 0], …],
-     "orgs": [["hospital-a", "hospital"], …],        # optional: name, kind
-     "validator_orgs": [["0x…", "hospital-a"], …]}    # optional: each validator's org
-
-`validator_orgs` binds each genesis validator to the organisation whose CA must have
-issued its TLS certificate (`node.genesis` says why it lives here and not in the
-genesis hash); `network init` writes it for every validator, and `load_genesis` refuses
-a binding to an address that is not a validator or to an organisation the genesis does
-not name.
-
-Every node of a network reads the same file; its genesis block hash is in network.json.
-With development keys the enrolments are the accounts of INTERFACES.md; without them the
-genesis enrols only the org admins given (`admins`), and everything else is enrolled
-through governance.
+The file's format, its `validator_orgs` binding and the checks made when it is read are
+described once, in `node.config` (the node reads its own genesis file; `load_genesis`
+here wraps that reader so `network` tools get `network.errors.ConfigError`).
 """
 
 from __future__ import annotations

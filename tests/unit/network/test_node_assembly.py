@@ -116,3 +116,16 @@ def test_a_bad_node_toml_names_the_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(NetworkConfigError, match="rpc.bogus: unknown setting") as caught:
         network_load(path)
     assert isinstance(caught.value, NetworkError) and isinstance(caught.value, ConfigError)
+
+
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:8545"),
+    ("0.0.0.0", "http://127.0.0.1:8545"),
+    ("::", "http://[::1]:8545"),
+    ("::1", "http://[::1]:8545"),
+    ("node-a.example.org", "http://node-a.example.org:8545"),
+])
+def test_the_trust_file_names_a_url_a_client_can_dial(host: str, url: str) -> None:
+    from node.node import _dial_url
+
+    assert _dial_url(host, 8545) == url
